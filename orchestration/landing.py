@@ -9,6 +9,7 @@ Phone numbers are replaced by their keyed hash before anything is written.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -27,7 +28,18 @@ EVENT_TYPES = ("track", "page", "screen", "identify", "alias")
 MAX_MESSAGE_ID_LENGTH = 128
 MAX_RAW_RECORD_CHARS = 20_000
 EVENT_BATCH_LINES = 1_000_000
-PII_TRAIT_KEYS = ("phone", "mobile", "name", "first_name", "last_name", "email", "address", "id_card", "id_number")
+CSV_BATCH_ROWS = 500_000
+PII_TRAIT_KEYS = (
+    "phone",
+    "mobile",
+    "name",
+    "first_name",
+    "last_name",
+    "email",
+    "address",
+    "id_card",
+    "id_number",
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,9 @@ CSV_SOURCES: dict[str, CsvSource] = {
                 Column("coupon_code"),
                 Column("updated_at", "timestamp", required=True),
             ),
-            row_rules=(("typed_user_id is null and typed_phone is null", "order has neither user_id nor phone"),),
+            row_rules=(
+                ("typed_user_id is null and typed_phone is null", "order has neither user_id nor phone"),
+            ),
         ),
         CsvSource(
             "order_items",
@@ -324,7 +338,58 @@ def split_lines(text: str) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-# ---------------------------------------------------------------- shared writing helpers
+# ---------------------------------------------------------------- batches
+
+
+@dataclass
+class Batch:
+    """Files whose records are validated and written together, in one transaction."""
+
+    files: list[tuple[LandedFile, int, FileStats]] = field(default_factory=list)
+    rows: dict[str, list] = field(default_factory=dict)
+    rejects: list[tuple[str, int, str, str, int]] = field(
+        default_factory=list
+    )  # file, line, reason, raw, seq
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows.get("source_file", []))
+
+    def add_rows(self, columns: dict[str, list]) -> None:
+        for name, values in columns.items():
+            self.rows.setdefault(name, []).extend(values)
+
+    def reject_whole_file(self, landed: LandedFile, seq: int, stats: FileStats, reason: str) -> None:
+        """Every physical line of a file we cannot decode goes to quarantine, so nothing is silently lost."""
+        stats.note = f"whole file rejected: {reason}"
+        for number, line in enumerate(raw_lines(landed), start=1):
+            if line.strip():
+                self.rejects.append((landed.relative_path, number, stats.note, line, seq))
+
+
+_REJECT_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("line_number", pa.int32()),
+        ("reason", pa.string()),
+        ("raw_record", pa.string()),
+        ("file_seq", pa.int32()),
+    ]
+)
+_MANIFEST_SCHEMA = pa.schema(
+    [
+        ("relative_path", pa.string()),
+        ("folder", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("file_seq", pa.int32()),
+        ("records_read", pa.int64()),
+        ("records_loaded", pa.int64()),
+        ("records_quarantined", pa.int64()),
+        ("records_duplicate", pa.int64()),
+        ("note", pa.string()),
+    ]
+)
 
 
 def _next_file_seq(conn: duckdb.DuckDBPyConnection) -> int:
@@ -332,7 +397,7 @@ def _next_file_seq(conn: duckdb.DuckDBPyConnection) -> int:
 
 
 def _insert_quarantine(conn: duckdb.DuckDBPyConnection, relation: str, source: str) -> None:
-    """Quarantine rows from a relation with (source_file, line_number, reason, raw_record, file_seq)."""
+    """Quarantine rows of a relation with (source_file, line_number, reason, raw_record, file_seq)."""
     conn.execute(
         f"""
         insert into quarantine.rejected_records
@@ -345,26 +410,6 @@ def _insert_quarantine(conn: duckdb.DuckDBPyConnection, relation: str, source: s
     )
 
 
-def _record_manifest(conn: duckdb.DuckDBPyConnection, landed: LandedFile, seq: int, stats: FileStats) -> None:
-    conn.execute(
-        """
-        insert into raw.landed_files values (?, ?, ?, ?, ?, current_timestamp::timestamp, ?, ?, ?, ?, ?)
-        """,
-        [
-            landed.relative_path,
-            landed.folder,
-            landed.size_bytes,
-            landed.sha256,
-            seq,
-            stats.read,
-            stats.loaded,
-            stats.quarantined,
-            stats.duplicates,
-            stats.note,
-        ],
-    )
-
-
 def _record_changed(conn: duckdb.DuckDBPyConnection, changed: list[tuple[LandedFile, str]]) -> None:
     for landed, previous_sha in changed:
         conn.execute(
@@ -373,44 +418,157 @@ def _record_changed(conn: duckdb.DuckDBPyConnection, changed: list[tuple[LandedF
         )
 
 
+def _write_batch(
+    conn: duckdb.DuckDBPyConnection,
+    batch: Batch,
+    folder: str,
+    load_rows: Callable[[duckdb.DuckDBPyConnection], dict[str, tuple[int, int, int]]],
+) -> None:
+    """Atomically: load the batch's rows, quarantine its rejects, and record its files in the manifest.
+
+    `load_rows` writes the registered `batch_rows` and returns {file: (loaded, quarantined, duplicates)}.
+    A crash anywhere leaves none of the batch's files in the manifest, so they are simply re-read.
+    """
+    rejects = pa.Table.from_pylist(
+        [dict(zip(_REJECT_SCHEMA.names, r, strict=True)) for r in batch.rejects], schema=_REJECT_SCHEMA
+    )
+    conn.execute("begin transaction")
+    try:
+        counts = load_rows(conn) if batch.row_count else {}
+        conn.register("batch_rejects", rejects)
+        _insert_quarantine(conn, "batch_rejects", folder)
+        conn.unregister("batch_rejects")
+        rejected_by_file: dict[str, int] = {}
+        for source_file, *_ in batch.rejects:
+            rejected_by_file[source_file] = rejected_by_file.get(source_file, 0) + 1
+        manifest = []
+        for landed, seq, stats in batch.files:
+            loaded, quarantined, duplicates = counts.get(landed.relative_path, (0, 0, 0))
+            stats.loaded = loaded
+            stats.quarantined = quarantined + rejected_by_file.get(landed.relative_path, 0)
+            stats.duplicates = duplicates
+            stats.read = stats.loaded + stats.quarantined + stats.duplicates
+            manifest.append(
+                (
+                    landed.relative_path,
+                    folder,
+                    landed.size_bytes,
+                    landed.sha256,
+                    seq,
+                    stats.read,
+                    stats.loaded,
+                    stats.quarantined,
+                    stats.duplicates,
+                    stats.note,
+                )
+            )
+        conn.register(
+            "batch_manifest",
+            pa.Table.from_pylist(
+                [dict(zip(_MANIFEST_SCHEMA.names, m, strict=True)) for m in manifest], schema=_MANIFEST_SCHEMA
+            ),
+        )
+        conn.execute(
+            "insert into raw.landed_files select relative_path, folder, size_bytes, sha256, file_seq,"
+            " current_timestamp::timestamp, records_read, records_loaded, records_quarantined,"
+            " records_duplicate, note from batch_manifest"
+        )
+        conn.unregister("batch_manifest")
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+
+
+def _ingest_in_batches(
+    conn: duckdb.DuckDBPyConnection,
+    files: list[LandedFile],
+    folder: str,
+    read_file: Callable[[LandedFile, int, FileStats, Batch], None],
+    load_rows: Callable[[duckdb.DuckDBPyConnection], dict[str, tuple[int, int, int]]],
+    progress: Callable[[LandedFile], None],
+    batch_rows: int,
+) -> list[FileStats]:
+    """Read files into batches of about `batch_rows` records and write each batch atomically."""
+    all_stats: list[FileStats] = []
+    batch = Batch()
+    seq = _next_file_seq(conn)
+    for landed in files:
+        stats = FileStats(landed.relative_path)
+        try:
+            read_file(landed, seq, stats, batch)
+        except UndecodableFile as error:
+            batch.reject_whole_file(landed, seq, stats, str(error))
+        batch.files.append((landed, seq, stats))
+        all_stats.append(stats)
+        seq += 1
+        progress(landed)
+        if batch.row_count + len(batch.rejects) >= batch_rows:
+            _flush(conn, batch, folder, load_rows)
+            batch = Batch()
+    if batch.files:
+        _flush(conn, batch, folder, load_rows)
+    return all_stats
+
+
+def _flush(conn, batch: Batch, folder: str, load_rows) -> None:
+    if batch.row_count:
+        conn.register("batch_rows", pa.table(batch.rows))
+    try:
+        _write_batch(conn, batch, folder, load_rows)
+    finally:
+        if batch.row_count:
+            conn.unregister("batch_rows")
+
+
 # ---------------------------------------------------------------- events
 
 
 _EVENT_LINES_SCHEMA = pa.schema(
-    [("source_file", pa.string()), ("file_seq", pa.int32()), ("line_number", pa.int32()), ("raw", pa.string())]
+    [
+        ("source_file", pa.string()),
+        ("file_seq", pa.int32()),
+        ("line_number", pa.int32()),
+        ("raw", pa.string()),
+    ]
 )
 
 # Each reason is a constant written here; the data only ever reaches SQL as registered Arrow columns.
 _EVENT_PARSE_SQL = f"""
 create or replace temp table event_batch as
-with lines as (
-    select source_file, file_seq, line_number, raw,
-           case when json_valid(raw) then raw::json end as j
-    from event_lines
-), fields as (
-    select *,
-        json_type(j) as record_type,
-        case when json_type(j, '$.messageId') = 'VARCHAR' then j->>'$.messageId' end as message_id,
-        j->>'$.type' as event_type,
-        case when json_type(j, '$.event') = 'VARCHAR' then nullif(j->>'$.event', '') end as event_name,
-        case when json_type(j, '$.name') = 'VARCHAR' then j->>'$.name' end as page_name,
-        case when json_type(j, '$.userId') in ('VARCHAR', 'UBIGINT', 'BIGINT')
-             then nullif(trim(j->>'$.userId'), '') end as user_id,
-        case when json_type(j, '$.anonymousId') in ('VARCHAR', 'UBIGINT', 'BIGINT')
-             then nullif(trim(j->>'$.anonymousId'), '') end as anonymous_id,
-        case when json_type(j, '$.previousId') in ('VARCHAR', 'UBIGINT', 'BIGINT')
-             then nullif(trim(j->>'$.previousId'), '') end as previous_id,
-        case when json_type(j, '$.timestamp') = 'VARCHAR' then j->>'$.timestamp' end as timestamp_text,
-        case when json_type(j, '$.properties') = 'OBJECT' then j->'$.properties' end as properties,
-        case when json_type(j, '$.context') = 'OBJECT' then j->'$.context' end as context,
-        case when json_type(j, '$.traits') = 'OBJECT' then j->'$.traits' end as traits
+with parsed as materialized (
+    select source_file, file_seq, line_number, raw, try_cast(raw as json) as j from batch_rows
+), lines as materialized (
+    -- every field is pulled out by a single json_extract over a list of paths (one parse per line)
+    select source_file, file_seq, line_number, raw, json_type(j) as record_type,
+           case when json_type(j) = 'OBJECT' then json_extract(j, [
+               '$.messageId', '$.type', '$.event', '$.name', '$.userId', '$.anonymousId', '$.previousId',
+               '$.timestamp', '$.properties', '$.context', '$.traits'
+           ]) end as f
+    from parsed
+), fields as materialized (
+    select source_file, file_seq, line_number, raw, record_type,
+        case when json_type(f[1]) = 'VARCHAR' then f[1]->>'$' end as message_id,
+        f[2]->>'$' as event_type,
+        case when json_type(f[3]) = 'VARCHAR' then nullif(f[3]->>'$', '') end as event_name,
+        case when json_type(f[4]) = 'VARCHAR' then f[4]->>'$' end as page_name,
+        case when json_type(f[5]) in ('VARCHAR', 'UBIGINT', 'BIGINT') then nullif(trim(f[5]->>'$'), '') end
+            as user_id,
+        case when json_type(f[6]) in ('VARCHAR', 'UBIGINT', 'BIGINT') then nullif(trim(f[6]->>'$'), '') end
+            as anonymous_id,
+        case when json_type(f[7]) in ('VARCHAR', 'UBIGINT', 'BIGINT') then nullif(trim(f[7]->>'$'), '') end
+            as previous_id,
+        case when json_type(f[8]) = 'VARCHAR' then f[8]->>'$' end as timestamp_text,
+        case when json_type(f[9]) = 'OBJECT' then f[9] end as properties,
+        case when json_type(f[10]) = 'OBJECT' then f[10] end as context,
+        case when json_type(f[11]) = 'OBJECT' then f[11] end as traits
     from lines
 ), typed as (
     select *, try_cast(timestamp_text as timestamptz) at time zone 'UTC' as occurred_at from fields
 )
 select *,
     case
-        when j is null then 'malformed JSON: the line cannot be parsed'
+        when record_type is null then 'malformed JSON: the line cannot be parsed'
         when record_type <> 'OBJECT' then 'not a JSON object'
         when message_id is null or message_id = '' then 'missing messageId (a non-empty string is required)'
         when length(message_id) > {MAX_MESSAGE_ID_LENGTH}
@@ -442,68 +600,60 @@ where reason is null and is_first_copy
 
 
 def _register_phone_hash(conn: duckdb.DuckDBPyConnection, salt: str) -> None:
-    try:
-        conn.remove_function("hx_hash_phone")
-    except (duckdb.InvalidInputException, duckdb.CatalogException):
-        pass  # not registered yet on this connection
+    with contextlib.suppress(duckdb.InvalidInputException, duckdb.CatalogException):
+        conn.remove_function("hx_hash_phone")  # registered by an earlier call on this connection
     conn.create_function(
-        "hx_hash_phone", lambda value: hash_phone(value, salt), [duckdb.sqltype("VARCHAR")],
-        duckdb.sqltype("VARCHAR"), side_effects=False,
+        "hx_hash_phone",
+        lambda value: hash_phone(value, salt),
+        [duckdb.sqltype("VARCHAR")],
+        duckdb.sqltype("VARCHAR"),
+        side_effects=False,
     )
 
 
-def _ingest_event_batch(
-    conn: duckdb.DuckDBPyConnection, batch: list[tuple[LandedFile, int, FileStats]], lines: pa.Table
-) -> None:
-    """Validate, dedupe and load one batch of event files in a single transaction."""
-    conn.execute("begin transaction")
-    try:
-        conn.register("event_lines", lines)
-        conn.execute(_EVENT_PARSE_SQL)
-        conn.unregister("event_lines")
-        conn.execute(
-            """
-            create or replace temp table event_batch as
-            select b.*,
-                   reason is null
-                   and row_number() over (partition by message_id order by file_seq, line_number) = 1
-                   and not exists (select 1 from raw.events e where e.message_id = b.message_id)
-                   as is_first_copy
-            from event_batch b
-            """
-        )
-        conn.execute(_EVENT_INSERT_SQL)
-        _insert_quarantine(
-            conn,
-            "(select source_file, line_number, reason, raw as raw_record, file_seq"
-            " from event_batch where reason is not null)",
-            "events",
-        )
-        counts = conn.execute(
-            """
-            select source_file, count(*) filter (where reason is null and is_first_copy),
-                   count(*) filter (where reason is not null),
-                   count(*) filter (where reason is null and not is_first_copy)
-            from event_batch group by source_file
-            """
-        ).fetchall()
-        by_file = {row[0]: row[1:] for row in counts}
-        for landed, seq, stats in batch:
-            loaded, quarantined, duplicates = by_file.get(landed.relative_path, (0, 0, 0))
-            stats.loaded += loaded
-            stats.quarantined += quarantined
-            stats.duplicates += duplicates
-            _record_manifest(conn, landed, seq, stats)
-        conn.execute("drop table event_batch")
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
+def _read_event_file(landed: LandedFile, seq: int, stats: FileStats, batch: Batch) -> None:
+    lines = list(split_lines(read_text(landed)))
+    batch.add_rows(
+        {
+            "source_file": [landed.relative_path] * len(lines),
+            "file_seq": [seq] * len(lines),
+            "line_number": [n for n, _ in lines],
+            "raw": [line for _, line in lines],
+        }
+    )
 
 
-def _event_lines_table(rows: list[tuple[str, int, int, str]]) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [[], [], [], []]
-    return pa.Table.from_arrays([pa.array(c) for c in columns], schema=_EVENT_LINES_SCHEMA)
+def _load_event_rows(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int, int]]:
+    """Validate, keep the first copy of each messageId (this batch and all before it), quarantine the rest."""
+    conn.execute(_EVENT_PARSE_SQL)
+    conn.execute(
+        """
+        create or replace temp table event_batch as
+        select b.*,
+               reason is null
+               and row_number() over (partition by message_id order by file_seq, line_number) = 1
+               and not exists (select 1 from raw.events e where e.message_id = b.message_id)
+               as is_first_copy
+        from event_batch b
+        """
+    )
+    conn.execute(_EVENT_INSERT_SQL)
+    _insert_quarantine(
+        conn,
+        "(select source_file, line_number, reason, raw as raw_record, file_seq"
+        " from event_batch where reason is not null)",
+        "events",
+    )
+    counts = conn.execute(
+        """
+        select source_file, count(*) filter (where reason is null and is_first_copy),
+               count(*) filter (where reason is not null),
+               count(*) filter (where reason is null and not is_first_copy)
+        from event_batch group by source_file
+        """
+    ).fetchall()
+    conn.execute("drop table event_batch")
+    return {row[0]: tuple(row[1:]) for row in counts}
 
 
 def ingest_events(
@@ -513,52 +663,11 @@ def ingest_events(
     progress: Callable[[LandedFile], None] = lambda _: None,
     batch_lines: int = EVENT_BATCH_LINES,
 ) -> list[FileStats]:
-    """Load new event files in batches of about `batch_lines` lines, each batch atomic."""
+    """Load new event files in atomic batches of about `batch_lines` lines."""
     _register_phone_hash(conn, salt)
-    all_stats: list[FileStats] = []
-    batch: list[tuple[LandedFile, int, FileStats]] = []
-    rows: list[tuple[str, int, int, str]] = []
-    seq = _next_file_seq(conn)
-    for landed in files:
-        stats = FileStats(landed.relative_path)
-        try:
-            file_rows = [(landed.relative_path, seq, n, line) for n, line in split_lines(read_text(landed))]
-        except UndecodableFile as error:
-            stats.note = f"whole file rejected: {error}"
-            file_rows = []
-            _quarantine_whole_file(conn, landed, seq, stats, "events", str(error))
-        stats.read = len(file_rows) + stats.quarantined
-        rows.extend(file_rows)
-        batch.append((landed, seq, stats))
-        all_stats.append(stats)
-        seq += 1
-        progress(landed)
-        if len(rows) >= batch_lines:
-            _ingest_event_batch(conn, batch, _event_lines_table(rows))
-            batch, rows = [], []
-    if batch:
-        _ingest_event_batch(conn, batch, _event_lines_table(rows))
-    return all_stats
-
-
-def _quarantine_whole_file(
-    conn: duckdb.DuckDBPyConnection, landed: LandedFile, seq: int, stats: FileStats, source: str, reason: str
-) -> None:
-    """Every physical line of a rejected file goes to quarantine, so nothing is silently lost."""
-    lines = [(n, line) for n, line in enumerate(raw_lines(landed), start=1) if line.strip()]
-    table = pa.table(
-        {
-            "source_file": [landed.relative_path] * len(lines),
-            "line_number": [n for n, _ in lines],
-            "reason": [f"whole file rejected: {reason}"] * len(lines),
-            "raw_record": [line for _, line in lines],
-            "file_seq": [seq] * len(lines),
-        }
+    return _ingest_in_batches(
+        conn, files, "events", _read_event_file, _load_event_rows, progress, batch_lines
     )
-    conn.register("whole_file_rejects", table)
-    _insert_quarantine(conn, "whole_file_rejects", source)
-    conn.unregister("whole_file_rejects")
-    stats.quarantined += len(lines)
 
 
 # ---------------------------------------------------------------- CSV sources
@@ -662,13 +771,11 @@ def _csv_validation_sql(source: CsvSource) -> str:
             reasons.append((f"({cast}) < 0", f"negative {c.name}"))
         if c.allowed:
             allowed = ", ".join(f"'{a}'" for a in c.allowed)
-            reasons.append(
-                (f"{value} not in ({allowed})", f"{c.name} is not one of {'|'.join(c.allowed)}")
-            )
+            reasons.append((f"{value} not in ({allowed})", f"{c.name} is not one of {'|'.join(c.allowed)}"))
     cases = " ".join(f"when {cond} then '{reason}'" for cond, reason in (*reasons, *source.row_rules))
     return f"""
         create or replace temp table csv_batch as
-        with typed as (select s.*, {", ".join(typed)} from csv_rows s)
+        with typed as (select s.*, {", ".join(typed)} from batch_rows s)
         select *, case {cases} end as reason from typed
     """
 
@@ -682,73 +789,64 @@ _KIND_LABELS = {
 }
 
 
-def _csv_rows_table(landed: LandedFile, seq: int, parsed: ParsedCsv) -> pa.Table:
-    n = len(parsed.line_numbers)
-    arrays = {name: pa.array(values, pa.string()) for name, values in parsed.columns.items()}
-    arrays |= {
-        "source_file": pa.array([landed.relative_path] * n, pa.string()),
-        "line_number": pa.array(parsed.line_numbers, pa.int32()),
-        "file_seq": pa.array([seq] * n, pa.int32()),
-        "raw_record": pa.array(parsed.raw_records, pa.string()),
-    }
-    return pa.table(arrays)
+def _read_csv_file(source: CsvSource, salt: str) -> Callable[[LandedFile, int, FileStats, Batch], None]:
+    def read(landed: LandedFile, seq: int, stats: FileStats, batch: Batch) -> None:
+        parsed = parse_csv(read_text(landed), source, salt)
+        stats.note = parsed.note
+        n = len(parsed.line_numbers)
+        batch.add_rows(
+            {
+                **parsed.columns,
+                "source_file": [landed.relative_path] * n,
+                "line_number": parsed.line_numbers,
+                "file_seq": [seq] * n,
+                "raw_record": parsed.raw_records,
+            }
+        )
+        batch.rejects.extend(
+            (landed.relative_path, line, reason, raw, seq) for line, reason, raw in parsed.rejects
+        )
+
+    return read
 
 
-def ingest_csv_file(
-    conn: duckdb.DuckDBPyConnection, landed: LandedFile, seq: int, source: CsvSource, salt: str
-) -> FileStats:
-    """Load one CSV snapshot file atomically: valid rows to raw, the rest to quarantine."""
-    stats = FileStats(landed.relative_path)
-    conn.execute("begin transaction")
-    try:
-        try:
-            parsed = parse_csv(read_text(landed), source, salt)
-        except UndecodableFile as error:
-            stats.note = f"whole file rejected: {error}"
-            _quarantine_whole_file(conn, landed, seq, stats, source.folder, str(error))
-            stats.read = stats.quarantined
-        else:
-            stats.note = parsed.note
-            conn.register("csv_rows", _csv_rows_table(landed, seq, parsed))
-            conn.execute(_csv_validation_sql(source))
-            conn.unregister("csv_rows")
-            names = ", ".join(f"typed_{c.name}" for c in source.columns)
-            conn.execute(
-                f"insert into {source.table} select {names}, source_file, line_number, file_seq"
-                " from csv_batch where reason is null"
-            )
-            _insert_quarantine(
-                conn,
-                "(select source_file, line_number, reason, raw_record, file_seq"
-                " from csv_batch where reason is not null)",
-                source.folder,
-            )
-            loaded, bad = conn.execute(
-                "select count(*) filter (where reason is null), count(*) filter (where reason is not null)"
-                " from csv_batch"
-            ).fetchall()[0]
-            structural = pa.table(
-                {
-                    "source_file": [landed.relative_path] * len(parsed.rejects),
-                    "line_number": pa.array([r[0] for r in parsed.rejects], pa.int32()),
-                    "reason": [r[1] for r in parsed.rejects],
-                    "raw_record": [r[2] for r in parsed.rejects],
-                    "file_seq": pa.array([seq] * len(parsed.rejects), pa.int32()),
-                }
-            )
-            conn.register("structural_rejects", structural)
-            _insert_quarantine(conn, "structural_rejects", source.folder)
-            conn.unregister("structural_rejects")
-            conn.execute("drop table csv_batch")
-            stats.loaded = loaded
-            stats.quarantined = bad + len(parsed.rejects)
-            stats.read = stats.loaded + stats.quarantined
-        _record_manifest(conn, landed, seq, stats)
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
-    return stats
+def _load_csv_rows(
+    source: CsvSource,
+) -> Callable[[duckdb.DuckDBPyConnection], dict[str, tuple[int, int, int]]]:
+    def load(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int, int]]:
+        conn.execute(_csv_validation_sql(source))
+        names = ", ".join(f"typed_{c.name}" for c in source.columns)
+        conn.execute(
+            f"insert into {source.table} select {names}, source_file, line_number, file_seq"
+            " from csv_batch where reason is null"
+        )
+        _insert_quarantine(
+            conn,
+            "(select source_file, line_number, reason, raw_record, file_seq from csv_batch where reason is not null)",
+            source.folder,
+        )
+        counts = conn.execute(
+            "select source_file, count(*) filter (where reason is null),"
+            " count(*) filter (where reason is not null) from csv_batch group by source_file"
+        ).fetchall()
+        conn.execute("drop table csv_batch")
+        return {row[0]: (row[1], row[2], 0) for row in counts}
+
+    return load
+
+
+def ingest_csv(
+    conn: duckdb.DuckDBPyConnection,
+    files: list[LandedFile],
+    source: CsvSource,
+    salt: str,
+    progress: Callable[[LandedFile], None] = lambda _: None,
+    batch_rows: int = CSV_BATCH_ROWS,
+) -> list[FileStats]:
+    """Load new snapshot files of one CSV source in atomic batches."""
+    return _ingest_in_batches(
+        conn, files, source.folder, _read_csv_file(source, salt), _load_csv_rows(source), progress, batch_rows
+    )
 
 
 # ---------------------------------------------------------------- entry point
@@ -771,11 +869,6 @@ def ingest_folder(
     _record_changed(conn, changed)
     if folder == "events":
         result.files = ingest_events(conn, new, salt, progress, batch_lines)
-        return result
-    source = CSV_SOURCES[folder]
-    seq = _next_file_seq(conn)
-    for landed in new:
-        result.files.append(ingest_csv_file(conn, landed, seq, source, salt))
-        seq += 1
-        progress(landed)
+    else:
+        result.files = ingest_csv(conn, new, CSV_SOURCES[folder], salt, progress, batch_lines)
     return result

@@ -1,0 +1,38 @@
+{#- The few places where DuckDB and Spark SQL really differ; everything else uses dbt's cross-database macros. -#}
+
+{% macro json_text(column, path) -%}
+    {{ return(adapter.dispatch('json_text', 'huaxiang')(column, path)) }}
+{%- endmacro %}
+
+{% macro default__json_text(column, path) -%}
+    json_extract_string({{ column }}, '$.{{ path }}')
+{%- endmacro %}
+
+{% macro spark__json_text(column, path) -%}
+    get_json_object({{ column }}, '$.{{ path }}')
+{%- endmacro %}
+
+{#- UTC timestamp -> wall-clock time in the business timezone (for calendar days and hours). -#}
+{% macro to_local_time(column) -%}
+    {{ return(adapter.dispatch('to_local_time', 'huaxiang')(column)) }}
+{%- endmacro %}
+
+{% macro default__to_local_time(column) -%}
+    (({{ column }}) at time zone 'UTC') at time zone '{{ var("timezone") }}'
+{%- endmacro %}
+
+{% macro spark__to_local_time(column) -%}
+    from_utc_timestamp({{ column }}, '{{ var("timezone") }}')
+{%- endmacro %}
+
+{% macro local_date(column) -%}
+    cast({{ to_local_time(column) }} as date)
+{%- endmacro %}
+
+{#- The as-of date as a DATE literal; the exclusive UTC upper bound of data it may see. -#}
+{% macro as_of_date() -%}
+    {%- if execute and not var('as_of') -%}
+        {{ exceptions.raise_compiler_error("var 'as_of' (YYYY-MM-DD) is required: run through `huaxiang run` or pass --vars") }}
+    {%- endif -%}
+    cast('{{ var("as_of") or "1970-01-01" }}' as date)
+{%- endmacro %}

@@ -1,0 +1,1 @@
+"""Pure, tested functions behind Huaxiang's Python assets (identity, RFM, lifecycle, clustering, CLV, ...)."""

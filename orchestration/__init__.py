@@ -1,0 +1,1 @@
+"""Huaxiang orchestration: landing ingestion, the dbt project and Python assets, wired into Dagster."""

@@ -1,0 +1,139 @@
+"""`huaxiang`: generate sample data, run the pipeline in process, print what it did."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from orchestration.settings import Settings, apply_settings, load_settings
+
+
+def _settings_from_args(args: argparse.Namespace) -> Settings:
+    if getattr(args, "landing", None):
+        os.environ["HUAXIANG_LANDING_DIR"] = str(Path(args.landing).resolve())
+    if getattr(args, "warehouse", None):
+        os.environ["HUAXIANG_WAREHOUSE"] = str(Path(args.warehouse).resolve())
+    if getattr(args, "as_of", None):
+        os.environ["HUAXIANG_AS_OF"] = args.as_of
+    settings = load_settings()
+    apply_settings(settings)
+    return settings
+
+
+def prepare_dbt_manifest() -> None:
+    """`@dbt_assets` needs manifest.json at import time; outside `dagster dev` nobody else makes it."""
+    from orchestration.project import huaxiang_dbt_project
+
+    huaxiang_dbt_project.preparer.prepare(huaxiang_dbt_project)
+
+
+def run_pipeline(settings: Settings, quiet: bool = False):
+    """Materialize every asset once, in process, with all checks; returns the Dagster result."""
+    import dagster as dg
+
+    prepare_dbt_manifest()
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def("daily_refresh_job")
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    return job.execute_in_process(instance=instance, raise_on_error=False)
+
+
+def command_generate(args: argparse.Namespace) -> int:
+    from orchestration.generator import generate
+
+    summary = generate(
+        people=args.people,
+        seed=args.seed,
+        out=Path(args.out),
+        start=date.fromisoformat(args.start),
+        end=date.fromisoformat(args.end),
+        progress=not args.quiet,
+    )
+    print(f"generated {summary.people} people into {summary.out} (as-of {summary.as_of})")
+    return 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    settings = _settings_from_args(args)
+    if not settings.landing_dir.is_dir():
+        print(f"error: landing directory {settings.landing_dir} does not exist", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    result = run_pipeline(settings)
+    from orchestration.summary import print_summary
+
+    print_summary(settings, result, time.perf_counter() - started)
+    return 0 if result.success else 1
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from orchestration.generator import generate
+
+    landing = Path(args.landing or "data/landing").resolve()
+    if args.regenerate or not any(landing.glob("*/**/*")):
+        summary = generate(people=args.people, seed=args.seed, out=landing, progress=True)
+        as_of = summary.as_of.isoformat()
+    else:
+        import json
+
+        as_of = json.loads((landing / "_truth" / "summary.json").read_text())["as_of"]
+    args.landing = str(landing)
+    args.as_of = args.as_of or as_of
+    return command_run(args)
+
+
+def command_prepare(args: argparse.Namespace) -> int:
+    _settings_from_args(args)
+    prepare_dbt_manifest()
+    print("dbt manifest ready")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="huaxiang", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write a realistic sample landing directory")
+    generate.add_argument("--people", type=int, default=10_000)
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--out", default="data/landing")
+    generate.add_argument("--start", default="2025-01-01")
+    generate.add_argument("--end", default="2026-06-30")
+    generate.add_argument("--quiet", action="store_true")
+    generate.set_defaults(handler=command_generate)
+
+    prepare = commands.add_parser("prepare", help="parse the dbt project (needed before `dagster dev`)")
+    prepare.set_defaults(handler=command_prepare)
+
+    for name, handler, help_text in (
+        ("run", command_run, "materialize every asset once, in process, with all checks"),
+        ("demo", command_demo, "generate the sample data set (if absent), then run on it"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--landing", help="landing directory (HUAXIANG_LANDING_DIR)")
+        sub.add_argument("--warehouse", help="warehouse DuckDB file (HUAXIANG_WAREHOUSE)")
+        sub.add_argument("--as-of", dest="as_of", help="YYYY-MM-DD used as 'today' (HUAXIANG_AS_OF)")
+        sub.set_defaults(handler=handler)
+        if name == "demo":
+            sub.add_argument("--people", type=int, default=10_000)
+            sub.add_argument("--seed", type=int, default=7)
+            sub.add_argument("--regenerate", action="store_true", help="regenerate even if data exists")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # dbt is installed beside this interpreter; find it even when the virtualenv is not activated.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    args = build_parser().parse_args(argv)
+    if getattr(args, "as_of", None):
+        date.fromisoformat(args.as_of)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The dbt project as Dagster assets: model names are asset keys, folders set groups (dbt_project.yml).
+
+The project is split into layers because Python assets sit between them (identity resolution reads the
+intermediate identity evidence and the marts read its output); Dagster runs each layer as its own step.
+"""
+
+import json
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from orchestration.project import huaxiang_dbt_project
+from orchestration.resources import HuaxiangResource
+
+DBT_LAYERS = {
+    "dbt_staging": "path:models/staging path:models/intermediate",
+    "dbt_marts": "path:models/marts",
+}
+
+
+def dbt_vars(huaxiang: HuaxiangResource) -> str:
+    """Every dbt invocation sees the same as-of date and timezone as the Python assets."""
+    return json.dumps({"as_of": huaxiang.as_of_date().isoformat(), "timezone": huaxiang.timezone})
+
+
+def build_dbt_layer(name: str, select: str) -> dg.AssetsDefinition:
+    @dbt_assets(
+        manifest=huaxiang_dbt_project.manifest_path, project=huaxiang_dbt_project, select=select, name=name
+    )
+    def _layer(context: dg.AssetExecutionContext, dbt: DbtCliResource, huaxiang: HuaxiangResource):
+        yield from dbt.cli(["build", "--vars", dbt_vars(huaxiang)], context=context).stream()
+
+    return _layer
+
+
+dbt_layers = [build_dbt_layer(name, select) for name, select in DBT_LAYERS.items()]

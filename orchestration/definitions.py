@@ -1,0 +1,44 @@
+"""The one entry point: every asset, check, resource, job and schedule of Huaxiang."""
+
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from orchestration.dbt_assets import dbt_layers
+from orchestration.identity_assets import identity_resolution
+from orchestration.landing_assets import every_landed_record_accounted_for, landing_assets
+from orchestration.project import huaxiang_dbt_project
+from orchestration.resources import HuaxiangResource
+from orchestration.serving import published_warehouse
+from orchestration.settings import load_settings
+
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+
+daily_refresh_job = dg.define_asset_job(
+    "daily_refresh_job",
+    selection=dg.AssetSelection.all(),
+    executor_def=dg.in_process_executor,
+    description="Ingest new landed files and rebuild everything downstream, checks included.",
+)
+
+daily_refresh_schedule = dg.ScheduleDefinition(
+    name="daily_refresh_schedule",
+    job=daily_refresh_job,
+    cron_schedule="0 6 * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+defs = dg.Definitions(
+    assets=[*landing_assets, *dbt_layers, identity_resolution, published_warehouse],
+    asset_checks=[every_landed_record_accounted_for],
+    jobs=[daily_refresh_job],
+    schedules=[daily_refresh_schedule],
+    resources={
+        "huaxiang": HuaxiangResource.from_settings(load_settings()),
+        "dbt": DbtCliResource(project_dir=huaxiang_dbt_project, dbt_executable=DBT_EXECUTABLE),
+    },
+    executor=dg.in_process_executor,
+)

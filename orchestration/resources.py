@@ -1,0 +1,79 @@
+"""The one resource every Python asset uses: where the warehouse and landing files are, and which day it is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from zoneinfo import ZoneInfo
+
+from orchestration.settings import DEV_PII_SALT, Settings
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse problem explained in words an operator can act on."""
+
+
+class HuaxiangResource(dg.ConfigurableResource):
+    landing_dir: str
+    warehouse_path: str
+    timezone: str = "Asia/Shanghai"
+    pii_salt: str = DEV_PII_SALT
+    as_of: str = ""  # YYYY-MM-DD; empty means today in `timezone`
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HuaxiangResource:
+        return cls(
+            landing_dir=str(settings.landing_dir),
+            warehouse_path=str(settings.warehouse_path),
+            timezone=settings.timezone,
+            pii_salt=settings.pii_salt,
+            as_of=settings.as_of.isoformat() if settings.as_of else "",
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            landing_dir=Path(self.landing_dir),
+            warehouse_path=Path(self.warehouse_path),
+            timezone=self.timezone,
+            pii_salt=self.pii_salt,
+            as_of=date.fromisoformat(self.as_of) if self.as_of else None,
+        )
+
+    def as_of_date(self) -> date:
+        return self.settings.as_of_date()
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection whose session clock is the business timezone (naive timestamps mean local time)."""
+        path = Path(self.warehouse_path)
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            raise WarehouseError(describe_connect_error(path, error)) from error
+        conn.execute(f"set TimeZone = '{ZoneInfo(self.timezone).key}'")
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def describe_connect_error(path: Path, error: Exception) -> str:
+    """Turn DuckDB's lock and permission errors into a message that says what to do."""
+    text = str(error)
+    if "lock" in text.lower():
+        return (
+            f"The warehouse {path} is open for writing by another process (another `huaxiang run` or "
+            f"`dagster dev` materialization). Wait for it to finish, or point BI tools at the published "
+            f"copy instead. DuckDB said: {text}"
+        )
+    if "read-only" in text.lower() or "permission" in text.lower():
+        return f"Cannot write the warehouse {path}: the file or its folder is read-only. DuckDB said: {text}"
+    return f"Cannot open the warehouse {path}: {text}"
