@@ -146,6 +146,7 @@ CSV_SOURCES: dict[str, CsvSource] = {
     )
 }
 LANDING_FOLDERS = ("events", *CSV_SOURCES)
+csv.field_size_limit(64 * 1024 * 1024)  # the default 128 KiB would split a long field into a CSV error
 
 _SQL_TYPES = {
     "text": "VARCHAR",
@@ -183,6 +184,17 @@ create table if not exists quarantine.rejected_records (
     source_file VARCHAR NOT NULL, line_number INTEGER NOT NULL, source VARCHAR NOT NULL,
     reason VARCHAR NOT NULL, raw_record VARCHAR, file_seq INTEGER NOT NULL, rejected_at TIMESTAMP NOT NULL
 )"""
+
+
+def iso_timestamp(text_sql: str) -> str:
+    """SQL parsing ISO 8601 text to a UTC timestamp, naive text read in the session TimeZone.
+
+    DuckDB's cast also accepts words such as 'epoch' and 'infinity'; requiring a leading date rules them out.
+    """
+    return (
+        f"case when regexp_matches({text_sql}, '^ *[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')"
+        f" then try_cast({text_sql} as timestamptz) at time zone 'UTC' end"
+    )
 
 
 def csv_table_ddl(source: CsvSource) -> str:
@@ -325,9 +337,22 @@ def read_text(landed: LandedFile) -> str:
 
 
 def raw_lines(landed: LandedFile) -> list[str]:
-    """Physical lines of an undecodable file, shown with replacement characters for quarantine."""
+    """Lines of an undecodable file as readable as they can be made, for quarantine.
+
+    A broken .gz is decompressed as far as it goes; UTF-16 with a BOM is decoded as such; anything else is
+    shown as UTF-8 with replacement characters.
+    """
     data = landed.path.read_bytes()
-    return data.decode("utf-8", errors="replace").splitlines()
+    if landed.relative_path.lower().endswith(".gz"):
+        try:
+            data = zlib.decompressobj(wbits=31).decompress(data)
+        except zlib.error:
+            pass  # not gzip at all: show the bytes as they are
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = data.decode("utf-16", errors="replace")
+    else:
+        text = data.decode("utf-8", errors="replace")
+    return [line.rstrip("\r") for line in text.split("\n")]
 
 
 def split_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -559,12 +584,14 @@ with parsed as materialized (
         case when json_type(f[7]) in ('VARCHAR', 'UBIGINT', 'BIGINT') then nullif(trim(f[7]->>'$'), '') end
             as previous_id,
         case when json_type(f[8]) = 'VARCHAR' then f[8]->>'$' end as timestamp_text,
+        f[8] is not null and json_type(f[8]) not in ('VARCHAR', 'NULL') as timestamp_wrong_type,
+        f[5] is not null and json_type(f[5]) not in ('VARCHAR', 'UBIGINT', 'BIGINT', 'NULL') as user_id_wrong_type,
         case when json_type(f[9]) = 'OBJECT' then f[9] end as properties,
         case when json_type(f[10]) = 'OBJECT' then f[10] end as context,
         case when json_type(f[11]) = 'OBJECT' then f[11] end as traits
     from lines
 ), typed as (
-    select *, try_cast(timestamp_text as timestamptz) at time zone 'UTC' as occurred_at from fields
+    select *, {iso_timestamp("timestamp_text")} as occurred_at from fields
 )
 select *,
     case
@@ -575,8 +602,11 @@ select *,
             then 'messageId longer than {MAX_MESSAGE_ID_LENGTH} characters'
         when event_type is null then 'missing type'
         when event_type not in {EVENT_TYPES} then 'unknown type (expected track, page, screen, identify or alias)'
+        when timestamp_wrong_type then 'timestamp is not a string (ISO 8601 expected)'
         when timestamp_text is null then 'missing timestamp'
         when occurred_at is null then 'unparsable timestamp (ISO 8601 expected)'
+        when user_id is null and anonymous_id is null and user_id_wrong_type
+            then 'userId is neither a string nor a whole number'
         when user_id is null and anonymous_id is null then 'missing both userId and anonymousId'
         when event_type = 'track' and event_name is null then 'track call without an event name'
         when event_type = 'alias' and previous_id is null then 'alias call without previousId'
@@ -631,7 +661,7 @@ def _load_event_rows(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, in
         create or replace temp table event_batch as
         select b.*,
                reason is null
-               and row_number() over (partition by message_id order by file_seq, line_number) = 1
+               and row_number() over (partition by message_id, reason is null order by file_seq, line_number) = 1
                and not exists (select 1 from raw.events e where e.message_id = b.message_id)
                as is_first_copy
         from event_batch b
@@ -686,7 +716,7 @@ class ParsedCsv:
 
 def parse_csv(text: str, source: CsvSource, salt: str) -> ParsedCsv:
     """Split a CSV file into well-formed rows (by header name) and structural rejects."""
-    physical = text.split("\n")
+    physical = io.StringIO(text, newline="").readlines()
     reader = csv.reader(io.StringIO(text, newline=""))
     wanted = [c.name for c in source.columns]
     phone_columns = {c.name for c in source.columns if c.kind == "phone"}
@@ -702,7 +732,7 @@ def parse_csv(text: str, source: CsvSource, salt: str) -> ParsedCsv:
     try:
         for fields in reader:
             start, last_line = last_line + 1, reader.line_num
-            raw = "\n".join(physical[start - 1 : last_line]).rstrip("\r")
+            raw = "".join(physical[start - 1 : last_line]).rstrip("\r\n")
             if not fields or all(not f.strip() for f in fields):
                 continue
             if header is None:
@@ -724,7 +754,7 @@ def parse_csv(text: str, source: CsvSource, salt: str) -> ParsedCsv:
             line_numbers.append(start)
             raw_records.append(_mask_phones_in_row(raw, row, phone_columns, salt))
     except csv.Error as error:
-        rejects.append((last_line + 1, f"CSV syntax error: {error}", "\n".join(physical[last_line:])))
+        rejects.append((last_line + 1, f"CSV syntax error: {error}", "".join(physical[last_line:])))
     return ParsedCsv(columns, line_numbers, raw_records, rejects, note)
 
 
@@ -755,9 +785,11 @@ def _csv_validation_sql(source: CsvSource) -> str:
         if c.kind in ("text", "phone"):
             cast = value
         elif c.kind == "timestamp":
-            cast = f"try_cast({value} as timestamptz) at time zone 'UTC'"
+            cast = iso_timestamp(value)
         elif c.kind == "bool":
             cast = f"case lower({value}) when 'true' then true when 'false' then false end"
+        elif c.kind == "int":
+            cast = f"case when regexp_full_match({value}, '[+-]?[0-9]+') then try_cast({value} as BIGINT) end"
         else:
             cast = f"try_cast({value} as {_SQL_TYPES[c.kind]})"
         typed.append(f"{cast} as typed_{c.name}")
