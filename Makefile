@@ -27,7 +27,7 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/huaxiang run
 
 test: install
-	$(BIN)/python -m pytest -m "not slow or ci" -q
+	$(BIN)/python -m pytest -m "not slow" -q
 
 test-all: install
 	$(BIN)/python -m pytest -q

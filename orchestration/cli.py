@@ -28,17 +28,23 @@ def prepare_dbt_manifest() -> None:
     """`@dbt_assets` needs manifest.json at import time; outside `dagster dev` nobody else makes it."""
     from orchestration.project import huaxiang_dbt_project
 
+    # dbt is installed beside this interpreter; find it even when the virtualenv is not activated.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
     huaxiang_dbt_project.preparer.prepare(huaxiang_dbt_project)
 
 
-def run_pipeline(settings: Settings, quiet: bool = False):
+def run_pipeline(settings: Settings):
     """Materialize every asset once, in process, with all checks; returns the Dagster result."""
     import dagster as dg
 
+    apply_settings(settings)
     prepare_dbt_manifest()
-    from orchestration.definitions import defs
+    from orchestration.definitions import build_definitions
 
-    job = defs.resolve_job_def("daily_refresh_job")
+    job = build_definitions(settings).resolve_job_def("daily_refresh_job")
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     return job.execute_in_process(instance=instance, raise_on_error=False)
 
@@ -76,7 +82,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
     landing = Path(args.landing or "data/landing").resolve()
     if args.regenerate or not any(landing.glob("*/**/*")):
-        summary = generate(people=args.people, seed=args.seed, out=landing, progress=True)
+        summary = generate(people=args.people, seed=args.seed, out=landing, progress=True, overwrite=True)
         as_of = summary.as_of.isoformat()
     else:
         import json
@@ -127,8 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # dbt is installed beside this interpreter; find it even when the virtualenv is not activated.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     args = build_parser().parse_args(argv)
     if getattr(args, "as_of", None):
         date.fromisoformat(args.as_of)

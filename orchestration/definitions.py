@@ -12,7 +12,7 @@ from orchestration.landing_assets import every_landed_record_accounted_for, land
 from orchestration.project import huaxiang_dbt_project
 from orchestration.resources import HuaxiangResource
 from orchestration.serving import published_warehouse
-from orchestration.settings import load_settings
+from orchestration.settings import Settings, load_settings
 
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
@@ -31,14 +31,20 @@ daily_refresh_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-defs = dg.Definitions(
-    assets=[*landing_assets, *dbt_layers, identity_resolution, published_warehouse],
-    asset_checks=[every_landed_record_accounted_for],
-    jobs=[daily_refresh_job],
-    schedules=[daily_refresh_schedule],
-    resources={
-        "huaxiang": HuaxiangResource.from_settings(load_settings()),
-        "dbt": DbtCliResource(project_dir=huaxiang_dbt_project, dbt_executable=DBT_EXECUTABLE),
-    },
-    executor=dg.in_process_executor,
-)
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Definitions bound to one landing folder and warehouse (the CLI and tests pass their own)."""
+    return dg.Definitions(
+        assets=[*landing_assets, *dbt_layers, identity_resolution, published_warehouse],
+        asset_checks=[every_landed_record_accounted_for],
+        jobs=[daily_refresh_job],
+        schedules=[daily_refresh_schedule],
+        resources={
+            "huaxiang": HuaxiangResource.from_settings(settings),
+            "dbt": DbtCliResource(project_dir=huaxiang_dbt_project, dbt_executable=DBT_EXECUTABLE),
+        },
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(load_settings())
