@@ -13,8 +13,8 @@ from orchestration.project import huaxiang_dbt_project
 from orchestration.resources import HuaxiangResource
 
 DBT_LAYERS = {
-    "dbt_staging": "path:models/staging path:models/intermediate",
-    "dbt_marts": "path:models/marts",
+    "dbt_staging": "path:models/staging path:models/intermediate/identity",
+    "dbt_marts": "path:models/marts/core path:models/intermediate/profile path:models/marts/features",
 }
 
 

@@ -36,3 +36,21 @@
     {%- endif -%}
     cast('{{ var("as_of") or "1970-01-01" }}' as date)
 {%- endmacro %}
+
+{#- Exact median: DuckDB has median(), Spark has percentile(). -#}
+{% macro median(expression) -%}
+    {{ return(adapter.dispatch('median', 'huaxiang')(expression)) }}
+{%- endmacro %}
+
+{% macro default__median(expression) -%}
+    median({{ expression }})
+{%- endmacro %}
+
+{% macro spark__median(expression) -%}
+    percentile({{ expression }}, 0.5)
+{%- endmacro %}
+
+{#- Hour of day (0-23) in the business timezone. -#}
+{% macro local_hour(column) -%}
+    extract(hour from {{ to_local_time(column) }})
+{%- endmacro %}
