@@ -9,6 +9,7 @@ from dagster_dbt import DbtCliResource
 from orchestration.dbt_assets import dbt_layers
 from orchestration.identity_assets import identity_resolution
 from orchestration.landing_assets import every_landed_record_accounted_for, landing_assets
+from orchestration.ml import user_lifecycle, user_rfm
 from orchestration.project import huaxiang_dbt_project
 from orchestration.resources import HuaxiangResource
 from orchestration.serving import published_warehouse
@@ -35,7 +36,7 @@ daily_refresh_schedule = dg.ScheduleDefinition(
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions bound to one landing folder and warehouse (the CLI and tests pass their own)."""
     return dg.Definitions(
-        assets=[*landing_assets, *dbt_layers, identity_resolution, published_warehouse],
+        assets=[*landing_assets, *dbt_layers, identity_resolution, user_rfm, user_lifecycle, published_warehouse],
         asset_checks=[every_landed_record_accounted_for],
         jobs=[daily_refresh_job],
         schedules=[daily_refresh_schedule],

@@ -5,7 +5,7 @@ import duckdb
 import pandas as pd
 
 from ml_assets.identity import IdentityConfig, IdentityResult, resolve_identities
-from orchestration.resources import HuaxiangResource
+from orchestration.resources import HuaxiangResource, naive_utc, table_exists
 
 IDENTITY_TABLES = ("identity_map", "shared_identifiers", "key_history", "merge_audit")
 
@@ -31,20 +31,8 @@ class IdentityResolutionConfig(dg.Config):
         )
 
 
-def _naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
-    """The warehouse stores UTC as naive timestamps; strip the zone pandas carries."""
-    frame = frame.copy()
-    for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
-            frame[column] = frame[column].dt.tz_convert("UTC").dt.tz_localize(None)
-    return frame
-
-
 def read_previous_map(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
-    exists = conn.execute(
-        "select count(*) from information_schema.tables where table_schema = 'identity' and table_name = 'identity_map'"
-    ).fetchall()[0][0]
-    if not exists:
+    if not table_exists(conn, "identity.identity_map"):
         return None
     return conn.execute("select identifier_type, identifier_value, user_key from identity.identity_map").df()
 
@@ -55,11 +43,11 @@ def write_identity(conn: duckdb.DuckDBPyConnection, result: IdentityResult) -> N
     conn.execute("begin transaction")
     try:
         for name in ("identity_map", "shared_identifiers", "merge_audit"):
-            frame = _naive_utc(getattr(result, name))
+            frame = naive_utc(getattr(result, name))
             conn.register("identity_frame", frame)
             conn.execute(f"create or replace table identity.{name} as select * from identity_frame")
             conn.unregister("identity_frame")
-        history = _naive_utc(result.key_history)
+        history = naive_utc(result.key_history)
         conn.register("identity_frame", history)
         conn.execute(
             "create table if not exists identity.key_history as select * from identity_frame where false"

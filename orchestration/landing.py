@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from orchestration.pii import PHONE_IN_TEXT_SQL_PATTERN, hash_phone
+from orchestration.pii import hash_phone, mask_pii_sql
 
 EVENT_TYPES = ("track", "page", "screen", "identify", "alias")
 MAX_MESSAGE_ID_LENGTH = 128
@@ -427,11 +427,11 @@ def _insert_quarantine(conn: duckdb.DuckDBPyConnection, relation: str, source: s
         f"""
         insert into quarantine.rejected_records
         select source_file, line_number, ?, reason,
-               regexp_replace(left(raw_record, {MAX_RAW_RECORD_CHARS}), ?, '<phone>', 'g'),
+               {mask_pii_sql(f"left(raw_record, {MAX_RAW_RECORD_CHARS})")},
                file_seq, current_timestamp::timestamp
         from {relation}
         """,
-        [source, PHONE_IN_TEXT_SQL_PATTERN],
+        [source],
     )
 
 

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import duckdb
-from zoneinfo import ZoneInfo
+import pandas as pd
 
 from orchestration.settings import DEV_PII_SALT, Settings
 
@@ -63,6 +64,36 @@ class HuaxiangResource(dg.ConfigurableResource):
             yield conn
         finally:
             conn.close()
+
+
+def naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """The warehouse stores UTC as naive timestamps; strip the zone pandas may carry."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = frame[column].dt.tz_convert("UTC").dt.tz_localize(None)
+    return frame
+
+
+def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    """Write a frame as `schema.table`, replacing what was there, in one statement."""
+    schema = table.split(".")[0]
+    conn.execute(f"create schema if not exists {schema}")
+    conn.register("frame_to_write", naive_utc(frame))
+    try:
+        conn.execute(f"create or replace table {table} as select * from frame_to_write")
+    finally:
+        conn.unregister("frame_to_write")
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(
+        conn.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, name],
+        ).fetchall()[0][0]
+    )
 
 
 def describe_connect_error(path: Path, error: Exception) -> str:

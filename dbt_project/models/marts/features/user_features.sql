@@ -212,12 +212,11 @@ select
     -- activity
     people.first_seen_at,
     {{ dbt.datediff(local_date('people.first_seen_at'), as_of_date(), 'day') }} as days_since_first_seen,
-    case
-        when event_stats.last_event_at is null then all_orders.last_order_at
-        when all_orders.last_order_at is null then event_stats.last_event_at
-        when event_stats.last_event_at > all_orders.last_order_at then event_stats.last_event_at
-        else all_orders.last_order_at
-    end as last_activity_at,
+    -- greatest() skips nulls on both DuckDB and Spark
+    greatest(event_stats.last_event_at, all_orders.last_order_at) as last_activity_at,
+    {{ dbt.datediff(
+        local_date('greatest(event_stats.last_event_at, all_orders.last_order_at)'), as_of_date(), 'day'
+    ) }} as days_since_last_activity,
     coalesce(event_stats.events, 0) as events,
     coalesce(event_stats.active_days, 0) as active_days,
     coalesce(event_stats.active_days_7, 0) as active_days_7,

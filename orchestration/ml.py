@@ -1,0 +1,127 @@
+"""Thin Dagster assets around the pure functions in ml_assets/: read features, score, write `ml.*`."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from ml_assets.lifecycle import (
+    LifecycleConfig,
+    accuracy,
+    append_history,
+    classify_lifecycle,
+    confusion_matrix,
+    stage_transitions,
+)
+from ml_assets.rfm import score_rfm, segment_summary
+from orchestration.resources import HuaxiangResource, replace_table, table_exists
+
+FEATURES = dg.AssetKey(["marts", "user_features"])
+
+
+def markdown_table(frame: pd.DataFrame, max_rows: int = 30) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame.head(max_rows).to_markdown(index=False) if len(frame) else "(empty)")
+
+
+@dg.asset(key=["ml", "user_rfm"], deps=[FEATURES], group_name="ml", kinds={"python", "duckdb"})
+def user_rfm(huaxiang: HuaxiangResource) -> dg.MaterializeResult:
+    """RFM quintile scores, the 11 named segments, the Chinese 8 types and a value tier per buyer."""
+    with huaxiang.connect() as conn:
+        customers = conn.execute(
+            "select user_key, recency_days, frequency, monetary::double as monetary from marts.user_features"
+        ).df()
+        scored = score_rfm(customers)
+        replace_table(conn, "ml.user_rfm", scored)
+    summary = segment_summary(scored)
+    return dg.MaterializeResult(
+        metadata={
+            "buyers": int((scored["frequency"] > 0).sum()),
+            "people": len(scored),
+            "segments": markdown_table(summary),
+        }
+    )
+
+
+class LifecycleAssetConfig(dg.Config):
+    new_days: int = 30
+    mature_min_orders: int = 4
+    declining_min_days: int = 60
+    declining_interval_multiple: float = 3.0
+    churn_days: int = 180
+
+    def to_lifecycle_config(self) -> LifecycleConfig:
+        return LifecycleConfig(
+            new_days=self.new_days,
+            mature_min_orders=self.mature_min_orders,
+            declining_min_days=self.declining_min_days,
+            declining_interval_multiple=self.declining_interval_multiple,
+            churn_days=self.churn_days,
+        )
+
+
+LIFECYCLE_FEATURES_SQL = """
+select user_key, days_since_first_seen, days_since_last_activity, days_since_first_paid,
+       recency_days as days_since_last_paid, frequency as paid_orders, median_order_interval_days
+from marts.user_features
+"""
+
+
+def planted_stage_accuracy(landing_dir: Path, conn, stages: pd.DataFrame) -> dict[str, dg.MetadataValue]:
+    """On generated data, score stages against the planted truth (clear-cut people); nothing otherwise."""
+    truth_file = landing_dir / "_truth" / "persons.csv"
+    if not truth_file.exists():
+        return {}
+    truth = pd.read_csv(truth_file, dtype=str, keep_default_na=False)
+    truth = truth[(truth["is_clear_cut"] == "true") & (truth["crm_user_id"] != "")]
+    keys = conn.execute(
+        "select identifier_value as crm_user_id, user_key from identity.identity_map"
+        " where identifier_type = 'user_id' and not is_shared"
+    ).df()
+    joined = truth.merge(keys, on="crm_user_id").merge(stages, on="user_key")
+    matrix = confusion_matrix(
+        joined, joined, predicted_column="lifecycle_stage_y", truth_column="lifecycle_stage_x"
+    )
+    return {
+        "planted_stage_accuracy": dg.MetadataValue.float(accuracy(matrix)),
+        "planted_people_scored": dg.MetadataValue.int(len(joined)),
+        "confusion_matrix": dg.MetadataValue.md(matrix.reset_index().to_markdown(index=False)),
+    }
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(["ml", "user_lifecycle"], deps=[FEATURES], group_name="ml", kinds={"python", "duckdb"}),
+        dg.AssetSpec(["ml", "user_lifecycle_history"], deps=[FEATURES], group_name="ml", kinds={"python", "duckdb"}),
+    ]
+)
+def user_lifecycle(huaxiang: HuaxiangResource, config: LifecycleAssetConfig):
+    """Lifecycle stage per person as of the run's date, appended to a history that keeps every run."""
+    as_of = huaxiang.as_of_date()
+    with huaxiang.connect() as conn:
+        stages = classify_lifecycle(conn.execute(LIFECYCLE_FEATURES_SQL).df(), config.to_lifecycle_config())
+        previous = (
+            conn.execute("select * from ml.user_lifecycle_history").df()
+            if table_exists(conn, "ml.user_lifecycle_history")
+            else None
+        )
+        history = append_history(previous, stages[["user_key", "lifecycle_stage"]], as_of)
+        replace_table(conn, "ml.user_lifecycle", stages)
+        replace_table(conn, "ml.user_lifecycle_history", history)
+        accuracy_metadata = planted_stage_accuracy(huaxiang.settings.landing_dir, conn, stages)
+    earlier = sorted(d for d in pd.to_datetime(history["as_of_date"]).dt.date.unique() if d < as_of)
+    transitions = stage_transitions(history, earlier[-1], as_of) if earlier else pd.DataFrame()
+    yield dg.MaterializeResult(
+        asset_key=["ml", "user_lifecycle"],
+        metadata={
+            "stages": markdown_table(stages["lifecycle_stage"].value_counts().rename_axis("stage").reset_index()),
+            **accuracy_metadata,
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=["ml", "user_lifecycle_history"],
+        metadata={
+            "runs_kept": len(earlier) + 1,
+            "transitions_since_previous_run": markdown_table(transitions),
+        },
+    )
