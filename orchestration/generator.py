@@ -25,6 +25,13 @@ a good line, bad lines carry fresh messageIds, and a duplicate is the second cop
 Guest orders typed in with the store's default phone belong to real (mature) people and count in their
 truth `paid_orders`/`monetary`; `_truth/orders.csv` (order -> person, latest status, via_shared_phone)
 says which, since no identifier in the data can attribute them.
+
+`_truth/identifiers.csv` lists every identifier a person used, with `linkable` = whether the records written
+prove it belongs to them: it is joined to their anchor (user_id if registered, else the device of their
+first event) by the warehouse's identity-edge rules (dbt int_identity_edges: on one event userId-anonymousId,
+openid-unionid, openid-userId or else openid-anonymousId, identify traits.phone-userId, alias
+previousId-userId; CRM user_id-phone and user_id-unionid; online order user_id-phone), never through a shared
+identifier. A device that only ever browsed anonymously, outside WeChat, is rightly `false`.
 """
 
 from __future__ import annotations
@@ -226,6 +233,8 @@ ORDERS_HEADER = (
 ORDER_ITEMS_HEADER = ("order_id", "line_no", "product_id", "quantity", "unit_price")
 PRODUCTS_HEADER = ("product_id", "product_name", "category", "brand", "list_price", "updated_at")
 CONSENTS_HEADER = ("user_id", "purpose", "granted", "recorded_at")
+
+Identifier = tuple[str, str]  # (identifier_type, identifier_value) as in _truth/identifiers.csv
 
 
 def _hours(peaks: dict[int, float], base: float = 0.15) -> tuple[float, ...]:
@@ -517,11 +526,28 @@ def _sample_categorical(rng: np.random.Generator, weights: np.ndarray) -> np.nda
     return np.minimum((rng.random(len(weights))[:, None] > cum).sum(axis=1), weights.shape[1] - 1)
 
 
+LAPSE_MARGIN_DAYS = 20
+"""How far past the classifier's lapse threshold, max(60, 3 x median order interval), a declining buyer is."""
+ORDER_DAY_JITTER = 5
+"""Most an order interval can exceed the planned gap: +-2 days of order-day jitter at each end, plus one
+day for a pipeline that measures intervals from timestamps rather than dates."""
+
+
+def _largest_declining_gap(last_paid: np.ndarray) -> np.ndarray:
+    """Longest regular gap that keeps 3 x (gap + jitter) at least LAPSE_MARGIN_DAYS short of the lapse."""
+    return (last_paid - LAPSE_MARGIN_DAYS) // 3 - ORDER_DAY_JITTER
+
+
 def plan_lifecycles(rng: np.random.Generator, persona: np.ndarray, last_day: int) -> dict[str, np.ndarray]:
-    """Order anchors in days before the as-of day, placed inside each stage's band (a few near its edges)."""
+    """Order anchors in days before the as-of day, inside each stage's band (about 12% near its edges).
+
+    Every person's stage is also what the lifecycle rules (ml_assets/lifecycle.py: churned after 180 quiet
+    days, new within 30 days of the first order, declining past max(60, 3 x median interval), mature from 4
+    orders) give; clear-cut people keep a margin of two weeks or more from each of those thresholds.
+    """
     n = len(persona)
     lifecycle = _sample_categorical(rng, np.array([p.lifecycle_weights for p in PERSONAS])[persona])
-    edge = (rng.random(n) < 0.12) & (lifecycle != PROSPECT)
+    edge = rng.random(n) < 0.12
     first_paid = np.full(n, -1, dtype=np.int64)
     last_paid = np.full(n, -1, dtype=np.int64)
     n_paid = np.zeros(n, dtype=np.int64)
@@ -531,7 +557,8 @@ def plan_lifecycles(rng: np.random.Generator, persona: np.ndarray, last_day: int
 
     m = lifecycle == PROSPECT
     k = int(m.sum())
-    last_active[m] = _uniform(rng, 1, 180, k)
+    # churn starts at 180 days without activity; edge prospects come close to it but stay short of it
+    last_active[m] = np.where(edge[m], _uniform(rng, 151, 172, k), _uniform(rng, 1, 150, k))
 
     m = lifecycle == NEW
     k = int(m.sum())
@@ -561,7 +588,7 @@ def plan_lifecycles(rng: np.random.Generator, persona: np.ndarray, last_day: int
     m = lifecycle == DECLINING
     k = int(m.sum())
     last = np.where(edge[m], _pick(rng, [*range(90, 100), *range(141, 151)], k), _uniform(rng, 100, 140, k))
-    gap = _uniform(rng, 15, 30, k)
+    gap = _uniform(rng, 15, np.minimum(30, _largest_declining_gap(last)), k)
     count = np.minimum(_uniform(rng, 5, 10, k), (last_day - 35 - last) // gap + 1)
     last_paid[m], interval[m], n_paid[m] = last, gap, count
     first_paid[m] = last + (count - 1) * gap
@@ -744,7 +771,7 @@ class ChunkResult:
     users: list[tuple[int, str, tuple[str, ...]]]  # (updated ms, user id, row)
     consents: list[tuple[int, str, tuple[str, ...]]]
     persons: list[tuple[str, ...]]
-    identifiers: list[tuple[str, str, str]]
+    identifiers: list[tuple[str, str, str, str]]  # type, value, person id, linkable
     truth_orders: list[tuple[str, ...]]
     store_phone_people: list[str]
 
@@ -816,6 +843,7 @@ class _ChunkSimulator:
         self.truth_orders: list = []
         self.store_phone_people: list = []
         self.last_file_day = world.calendar.last_activity_day
+        self.shared_values = world.shared_anonymous_ids | {world.store_phone}
 
     # ------------------------------------------------------------ event plumbing
     def _timestamp(self, local_ms: int) -> tuple[str, int]:
@@ -915,7 +943,7 @@ class _ChunkSimulator:
             rnd,
             self.cat,
             self.task.shared_device_ids.get(person_index),
-            self.world.shared_anonymous_ids,
+            self.shared_values,
         )
         orders = self._plan_orders(p, state)
         sessions = self._plan_sessions(p, state, orders)
@@ -1092,8 +1120,7 @@ class _ChunkSimulator:
             record["context"] = {"channel": "offline_store", "location": state.location_ctx}
             self._emit(record, used)
             state.ids.add(("user_id", p.user_id))
-            if used < state.first_seen_ms:
-                state.first_seen_ms, state.first_channel = used, "offline_store"
+            state.note_first_seen(used, "offline_store", ("user_id", p.user_id))
 
     def _order_rows(self, p: _PersonView, state: _PersonState, order: _Order) -> None:
         clock, rnd = self.clock, self.rnd
@@ -1115,6 +1142,8 @@ class _ChunkSimulator:
             ordered,
         )
         self.orders.append((order.day, order.ms, order.order_id, row))
+        if order.online:
+            state.link(("user_id", p.user_id), ("phone", phone))
         for line_no, (product, qty, price) in enumerate(order.items, start=1):
             self.items.append(
                 (
@@ -1145,6 +1174,8 @@ class _ChunkSimulator:
             state.ids.add(("phone", p.phone))
         state.ids.add(("user_id", p.user_id))
         state.ids.add(("unionid", p.unionid))
+        state.link(("user_id", p.user_id), ("phone", phone))
+        state.link(("user_id", p.user_id), ("unionid", p.unionid))
         registered = clock.local_naive(state.registered_ms)
 
         def snapshot(level: str, at_ms: int) -> None:
@@ -1229,7 +1260,29 @@ class _ChunkSimulator:
                     "true" if order.via_store_phone else "false",
                 )
             )
-        self.identifiers.extend((t, v, p.person_id) for t, v in sorted(state.ids))
+        anchor = ("user_id", p.user_id) if p.registered else state.first_identifier
+        linked = linked_identifiers(anchor, state.links)
+        self.identifiers.extend(
+            (kind, value, p.person_id, "true" if (kind, value) in linked else "false")
+            for kind, value in sorted(state.ids)
+        )
+
+
+def linked_identifiers(anchor: Identifier, links: Iterable[tuple[Identifier, Identifier]]) -> set[Identifier]:
+    """Identifiers a chain of proven links joins to the anchor (union-find): what the data can attribute."""
+    parent: dict[Identifier, Identifier] = {anchor: anchor}
+
+    def root(node: Identifier) -> Identifier:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for one, other in links:
+        parent[root(one)] = root(other)
+    anchor_root = root(anchor)
+    return {node for node in parent if root(node) == anchor_root}
 
 
 def _after_anchor(sessions: list[_Session], anchor: _Session, rnd: random.Random) -> None:
@@ -1333,7 +1386,7 @@ class _PersonState:
         rnd: random.Random,
         cat: Catalogue,
         borrowed_id: str | None,
-        shared_ids: frozenset[str],
+        shared_values: frozenset[str],
     ):
         self.p, self.persona, self.rnd, self.cat = p, persona, rnd, cat
         self.devices = [_Device(p.device_ids[j], p.device_kinds[j]) for j in range(p.n_devices)]
@@ -1348,14 +1401,16 @@ class _PersonState:
         self.content_cum = _cumulative(persona.content_mix)
         self.action_names = list(persona.actions)
         self.action_cum = _cumulative(persona.actions.values())
-        self.ids: set[tuple[str, str]] = set()
+        self.ids: set[Identifier] = set()
+        self.links: set[tuple[Identifier, Identifier]] = set()
         self.first_seen_ms: int | None = None
+        self.first_identifier: Identifier | None = None
         self.first_channel = ""
         self.registered_ms = 0
         self.location_ctx = {"country": "中国", "region": p.province, "city": p.city}
         stores = [s for s, city in STORES if city == p.city] or [s for s, _ in STORES]
         self.store_id = stores[rnd.randrange(len(stores))]
-        self.shared_ids = shared_ids
+        self.shared_values = shared_values
         self.has_registered = False
         self.groups = [f"G{rnd.randint(1000, 1060)}" for _ in range(2)]
 
@@ -1401,13 +1456,23 @@ class _PersonState:
             ctx["campaign"] = rnd.choice(CAMPAIGNS)
         return ctx
 
+    def link(self, one: Identifier, other: Identifier) -> None:
+        """Record that a written record proves two identifiers belong together (never via a shared one)."""
+        if one[1] not in self.shared_values and other[1] not in self.shared_values:
+            self.links.add((one, other))
+
+    def note_first_seen(self, at_ms: int, channel: str, identifier: Identifier) -> None:
+        if self.first_seen_ms is None or at_ms < self.first_seen_ms:
+            self.first_seen_ms, self.first_channel, self.first_identifier = at_ms, channel, identifier
+
     def note_session(self, channel: str, device: _Device, ev: _EventCursor) -> None:
         if ev.first_ms is None:
             return
-        if self.first_seen_ms is None or ev.first_ms < self.first_seen_ms:
-            self.first_seen_ms, self.first_channel = ev.first_ms, channel
-        if device.anonymous_id not in self.shared_ids:
-            self.ids.add(("anonymous_id", device.anonymous_id))
+        anonymous = ("anonymous_id", device.anonymous_id)
+        self.note_first_seen(ev.first_ms, channel, anonymous)
+        self._note_session_links(anonymous, ev)
+        if device.anonymous_id not in self.shared_values:
+            self.ids.add(anonymous)
         if channel == "miniprogram":
             self.ids.add(("openid", self.p.openid_mp))
         elif channel == "official_account":
@@ -1418,6 +1483,25 @@ class _PersonState:
                 self.ids.add(("unionid", self.p.unionid))
         if ev.phone_sent:
             self.ids.add(("phone", self.p.phone))
+
+    def _note_session_links(self, anonymous: Identifier, ev: _EventCursor) -> None:
+        """The links the session's events prove, by the same rules as the warehouse's identity edges."""
+        wechat = ev.ctx.get("wechat")
+        openid = ("openid", wechat["openid"]) if wechat else None
+        if ev.sent_anonymous and openid:
+            self.link(openid, anonymous)
+        if not ev.was_logged_in:
+            return
+        user = ("user_id", self.p.user_id)
+        self.link(user, anonymous)
+        if openid:
+            self.link(openid, user)
+            if "unionid" in ev.ctx_in["wechat"]:
+                self.link(openid, ("unionid", ev.ctx_in["wechat"]["unionid"]))
+        if ev.phone_sent:
+            self.link(("phone", self.p.phone), user)
+        if ev.alias_sent:
+            self.link(anonymous, user)
 
 
 def _os_context(kind: int, rnd: random.Random) -> dict:
@@ -1502,7 +1586,9 @@ class _EventCursor:
         self.page_type = "screen" if channel == "app" else "page"
         self.first_ms: int | None = None
         self.was_logged_in = False
+        self.sent_anonymous = False
         self.phone_sent = False
+        self.alias_sent = False
 
     def _send(self, body: dict, advance_ms: int) -> None:
         record = {"messageId": self.sim._message_id(), **body}
@@ -1511,6 +1597,7 @@ class _EventCursor:
             record["context"] = self.ctx_in
         else:
             record["context"] = self.ctx
+            self.sent_anonymous = True
         record["anonymousId"] = self.device.anonymous_id
         stamp, used = self.sim._timestamp(self.t)
         record["timestamp"] = stamp
@@ -1556,6 +1643,7 @@ class _EventCursor:
         self.identify(with_phone=True)
         if with_alias:
             self._send({"type": "alias", "previousId": self.device.anonymous_id}, 1_000)
+            self.alias_sent = True
         self.track("Coupon Received", {"coupon_id": "NEW10"})
 
     def product_view(self, product: int) -> int:
@@ -2103,7 +2191,7 @@ def _write_truth(
     )
     write_csv(
         truth / "identifiers.csv",
-        ("identifier_type", "identifier_value", "person_id"),
+        ("identifier_type", "identifier_value", "person_id", "linkable"),
         [row for res in results for row in res.identifiers],
         bom=False,
     )

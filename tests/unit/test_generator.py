@@ -18,10 +18,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ml_assets.lifecycle import LifecycleConfig, classify_lifecycle
 from orchestration import generator as g
 
 PEOPLE, SEED = 300, 20260630
@@ -533,6 +535,109 @@ def test_referred_visitors_arrive_through_the_sharers_card(good_events, truth):
         assert truth["persons"][r["sharer_person_id"]]["persona"] == "community_sharer"
 
 
+def _proven_links(landing: Path, good_events, truth) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """Identifier pairs the written records prove, restating the warehouse's identity-edge rules."""
+    links = []
+    for _, _, e in good_events:
+        user = ("user_id", e["userId"]) if e.get("userId") else None
+        device = ("anonymous_id", e["anonymousId"]) if e.get("anonymousId") else None
+        holder = user or device
+        wechat = e["context"].get("wechat", {})
+        if user and device:
+            links.append((user, device))
+        if wechat.get("openid"):
+            openid = ("openid", wechat["openid"])
+            links.append((openid, holder))
+            if wechat.get("unionid"):
+                links.append((openid, ("unionid", wechat["unionid"])))
+        if e["type"] == "identify" and e["traits"].get("phone"):
+            links.append((("phone", e["traits"]["phone"]), holder))
+        if e["type"] == "alias" and e.get("previousId"):
+            links.append((("anonymous_id", e["previousId"]), holder))
+    for _, _, row in _csv_rows(landing, "users"):
+        for kind in ("phone", "unionid"):
+            if row[kind]:
+                links.append((("user_id", row["user_id"]), (kind, row[kind])))
+    for rel, number, row in _csv_rows(landing, "orders"):
+        if (rel, number) not in truth["bad"] and row["user_id"] and row["phone"]:
+            links.append((("user_id", row["user_id"]), ("phone", row["phone"])))
+    return links
+
+
+def _components(links, excluded: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Connected components by breadth-first search, a different algorithm from the generator's."""
+    neighbours = defaultdict(set)
+    for one, other in links:
+        if one not in excluded and other not in excluded and one != other:
+            neighbours[one].add(other)
+            neighbours[other].add(one)
+    component: dict[tuple[str, str], int] = {}
+    for start in sorted(neighbours):
+        if start in component:
+            continue
+        component[start], queue = len(component), [start]
+        label = component[start]
+        while queue:
+            node = queue.pop()
+            for nxt in neighbours[node] - component.keys():
+                component[nxt] = label
+                queue.append(nxt)
+    return component
+
+
+def test_linkable_flags_match_what_the_written_records_prove(landing, good_events, truth):
+    shared = {(r["identifier_type"], r["identifier_value"]) for r in truth["shared"]}
+    component = _components(_proven_links(landing, good_events, truth), shared)
+    owner = {r["identifier_value"]: r["person_id"] for r in truth["identifiers"]}
+    first_event = {}
+    for _, _, e in good_events:
+        person, moment = _person_of(e, owner), _utc(e["timestamp"])
+        if person and (person not in first_event or moment < first_event[person][0]):
+            first_event[person] = (moment, e)
+    anchor = {
+        person: ("user_id", r["crm_user_id"])
+        if r["crm_user_id"]
+        else ("anonymous_id", first_event[person][1]["anonymousId"])
+        for person, r in truth["persons"].items()
+    }
+    flags = Counter()
+    for r in truth["identifiers"]:
+        identifier = (r["identifier_type"], r["identifier_value"])
+        home = component.get(anchor[r["person_id"]])
+        expected = identifier == anchor[r["person_id"]] or (
+            home is not None and component.get(identifier) == home
+        )
+        assert r["linkable"] == ("true" if expected else "false"), r
+        flags[r["linkable"], r["identifier_type"]] += 1
+    assert sum(n for (flag, _), n in flags.items() if flag == "false") >= 3  # some devices stay anonymous
+    assert flags["false", "user_id"] == flags["false", "unionid"] == flags["false", "phone"] == 0
+    people_per_component = defaultdict(set)
+    for r in truth["identifiers"]:
+        if r["linkable"] == "true":
+            people_per_component[component.get((r["identifier_type"], r["identifier_value"]))].add(
+                r["person_id"]
+            )
+    people_per_component.pop(None, None)  # an anchor proven by no link at all is alone
+    assert all(len(people) == 1 for people in people_per_component.values())  # no person bleeds into another
+
+
+def test_linked_identifiers_follow_chains_of_links_from_the_anchor():
+    user, phone, device, web, openid, unionid = (
+        ("user_id", "U1"),
+        ("phone", "13800000000"),
+        ("anonymous_id", "d1"),
+        ("anonymous_id", "w1"),
+        ("openid", "o1"),
+        ("unionid", "un1"),
+    )
+    links = [(openid, device), (device, user), (phone, user), (openid, unionid)]
+    assert g.linked_identifiers(user, links) == {user, phone, device, openid, unionid}
+    assert web not in g.linked_identifiers(user, links)
+    assert g.linked_identifiers(web, links) == {web}
+    assert g.linked_identifiers(phone, [(openid, unionid)]) == {phone}
+    assert g.linked_identifiers(unionid, [(openid, device), (openid, unionid)]) == {unionid, openid, device}
+
+
 # --- truth about people matches their history -----------------------------------------------------
 
 
@@ -578,24 +683,46 @@ def _days_before_end(moments) -> list[int]:
     return sorted((END - _local_date(m)).days for m in moments)
 
 
-def test_lifecycle_stage_is_consistent_with_the_history(truth, latest_orders, good_events):
+@pytest.fixture(scope="module")
+def lifecycle_facts(truth, latest_orders, good_events) -> dict[str, dict]:
+    """Per person, the day counts the lifecycle rules read, from the written events and orders."""
     history = _paid_history(truth, latest_orders)
     owner = {r["identifier_value"]: r["person_id"] for r in truth["identifiers"]}
-    last_event = {}
+    first_event, last_event = {}, {}
     for _, _, e in good_events:
         person = _person_of(e, owner)
         if person:
-            last_event[person] = max(
-                last_event.get(person, datetime.min.replace(tzinfo=UTC)), _utc(e["timestamp"])
-            )
+            moment = _utc(e["timestamp"])
+            first_event[person] = min(first_event.get(person, moment), moment)
+            last_event[person] = max(last_event.get(person, moment), moment)
+    facts = {}
+    for person in truth["persons"]:
+        orders = history.get(person, [])
+        # guest orders on the store's phone cannot be attributed by any pipeline
+        visible = [o for o in orders if truth["orders"][o["order_id"]]["via_shared_phone"] == "false"]
+        days = _days_before_end(_utc(o["ordered_at"]) for o in orders)
+        visible_days = _days_before_end(_utc(o["ordered_at"]) for o in visible)
+        gaps = np.diff(visible_days)
+        facts[person] = {
+            "days": days,
+            "visible_days": visible_days,
+            "since_first_seen": (END - _local_date(first_event[person])).days,
+            "since_event": (END - _local_date(last_event[person])).days,
+            "since_activity": min([(END - _local_date(last_event[person])).days, *visible_days]),
+            "median_interval": float(np.median(gaps)) if len(gaps) else None,
+        }
+    return facts
+
+
+def test_lifecycle_stage_is_consistent_with_the_history(truth, lifecycle_facts):
     stages = Counter()
     for person, r in truth["persons"].items():
         stage, clear = r["lifecycle_stage"], r["is_clear_cut"] == "true"
         stages[stage] += 1
-        days = _days_before_end(_utc(o["ordered_at"]) for o in history.get(person, []))
-        n = len(days)
+        facts = lifecycle_facts[person]
+        days, n = facts["days"], len(facts["days"])
         if stage == "prospect":
-            assert n == 0
+            assert n == 0 and facts["since_activity"] < 180
         elif stage == "new":
             assert n == 1 and 3 <= days[0] <= 20 and (not clear or 5 <= days[0] <= 18)
         elif stage == "growing":
@@ -606,14 +733,83 @@ def test_lifecycle_stage_is_consistent_with_the_history(truth, latest_orders, go
             assert gaps.max() <= 40  # a regular rhythm
         elif stage == "declining":
             assert n >= 5 and 90 <= days[0] <= 150 and np.diff(days).max() <= 35
-            assert (END - _local_date(last_event[person])).days <= 30  # still visits
+            assert facts["since_event"] <= 30  # still visits
         else:
             assert stage == "churned" and n >= 1
-            assert (END - _local_date(last_event[person])).days >= 200
+            assert facts["since_event"] >= 200
             assert days[0] >= 200
     assert set(stages) == set(g.LIFECYCLES)
     clear_share = sum(r["is_clear_cut"] == "true" for r in truth["persons"].values()) / PEOPLE
     assert 0.8 < clear_share < 0.97
+
+
+RULES = LifecycleConfig()
+MARGIN_DAYS = 15
+
+
+def _lapse_threshold(median_interval: float | None) -> float:
+    """The classifier's lapse threshold, restated: max(declining_min_days, multiple x median interval)."""
+    if median_interval is None:
+        return RULES.declining_min_days
+    return max(RULES.declining_min_days, RULES.declining_interval_multiple * median_interval)
+
+
+def test_clear_cut_people_sit_well_inside_the_lifecycle_rules(truth, lifecycle_facts):
+    """Clear-cut means no threshold of the lifecycle rules is within MARGIN_DAYS of deciding otherwise."""
+    checked = Counter()
+    for person, r in truth["persons"].items():
+        if r["is_clear_cut"] != "true":
+            continue
+        stage, facts = r["lifecycle_stage"], lifecycle_facts[person]
+        checked[stage] += 1
+        days, visible = facts["days"], facts["visible_days"]
+        n = len(visible)
+        threshold = _lapse_threshold(facts["median_interval"])
+        if stage == "churned":
+            assert facts["since_activity"] >= RULES.churn_days + MARGIN_DAYS, person
+            continue
+        assert facts["since_activity"] <= RULES.churn_days - 30, person
+        if stage == "prospect":
+            assert n == 0, person
+            continue
+        since_first_paid, since_last_paid = visible[-1], visible[0]
+        if stage == "new":
+            assert n == 1 and since_first_paid <= RULES.new_days - 10, person
+            continue
+        assert since_first_paid >= RULES.new_days + MARGIN_DAYS, person
+        if stage == "declining":
+            assert n >= 5 and since_last_paid >= threshold + MARGIN_DAYS, (person, since_last_paid, threshold)
+            continue
+        assert since_last_paid <= threshold - MARGIN_DAYS, person
+        if stage == "mature":
+            assert len(days) >= 6 and n >= RULES.mature_min_orders + 1 and since_last_paid <= 20, person
+        else:
+            assert stage == "growing" and 2 <= n <= min(3, RULES.mature_min_orders - 1), person
+    assert set(checked) == set(g.LIFECYCLES)
+
+
+def test_the_lifecycle_rules_recover_every_planted_stage(truth, lifecycle_facts):
+    """The warehouse's own classifier, fed what the data shows, gives back every planted stage."""
+    people = sorted(truth["persons"])
+    features = pd.DataFrame(
+        {
+            "user_key": people,
+            "days_since_first_seen": [lifecycle_facts[p]["since_first_seen"] for p in people],
+            "days_since_last_activity": [lifecycle_facts[p]["since_activity"] for p in people],
+            "days_since_first_paid": [max(lifecycle_facts[p]["visible_days"], default=None) for p in people],
+            "days_since_last_paid": [min(lifecycle_facts[p]["visible_days"], default=None) for p in people],
+            "paid_orders": [len(lifecycle_facts[p]["visible_days"]) for p in people],
+            "median_order_interval_days": [lifecycle_facts[p]["median_interval"] for p in people],
+        }
+    )
+    predicted = classify_lifecycle(features, RULES)
+    planted = [truth["persons"][p]["lifecycle_stage"] for p in people]
+    wrong = [
+        (p, s, got)
+        for p, s, got in zip(people, planted, predicted["lifecycle_stage"], strict=True)
+        if s != got
+    ]
+    assert wrong == []
 
 
 def test_first_seen_is_the_first_event_of_the_person(truth, good_events):
@@ -696,6 +892,12 @@ def test_lifecycle_anchors_stay_inside_their_bands(seed, last_day):
     declining = stage == g.DECLINING
     assert ((n[declining] >= 5) & (last[declining] >= 90) & (last[declining] <= 150)).all()
     assert (active[stage == g.CHURNED] >= 200).all() and (first <= last_day - 35).all()
+    prospect, clear = stage == g.PROSPECT, plan["clear"]
+    assert (active[prospect] <= 172).all() and (active[prospect & clear] <= 150).all()
+    # even a maximally jittered rhythm lapses at least 20 days before the last paid order
+    lapse = np.maximum(60, 3 * (plan["interval"][declining] + g.ORDER_DAY_JITTER))
+    assert (last[declining] - lapse >= g.LAPSE_MARGIN_DAYS).all()
+    assert (plan["interval"][declining] >= 15).all()
 
 
 def test_worker_processes_produce_the_same_chunks_as_a_serial_run():
