@@ -6,13 +6,15 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from orchestration.checks import gx_checks, sql_checks
 from orchestration.dbt_assets import dbt_layers
 from orchestration.identity_assets import identity_resolution
 from orchestration.landing_assets import every_landed_record_accounted_for, landing_assets
-from orchestration.ml import user_lifecycle, user_rfm
+from orchestration.ml import user_lifecycle, user_rfm, user_tags
+from orchestration.ml_models import ml_model_assets, ml_model_checks
 from orchestration.project import huaxiang_dbt_project
 from orchestration.resources import HuaxiangResource
-from orchestration.serving import published_warehouse
+from orchestration.serving import build_published_warehouse
 from orchestration.settings import Settings, load_settings
 
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
@@ -33,11 +35,24 @@ daily_refresh_schedule = dg.ScheduleDefinition(
 )
 
 
+PUBLISHED_TABLES = [key for layer in dbt_layers for key in layer.keys if key.path[0] == "marts"]
+published_warehouse = build_published_warehouse(PUBLISHED_TABLES)
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions bound to one landing folder and warehouse (the CLI and tests pass their own)."""
     return dg.Definitions(
-        assets=[*landing_assets, *dbt_layers, identity_resolution, user_rfm, user_lifecycle, published_warehouse],
-        asset_checks=[every_landed_record_accounted_for],
+        assets=[
+            *landing_assets,
+            *dbt_layers,
+            identity_resolution,
+            user_rfm,
+            user_lifecycle,
+            *ml_model_assets,
+            user_tags,
+            published_warehouse,
+        ],
+        asset_checks=[every_landed_record_accounted_for, *gx_checks(settings), *sql_checks, *ml_model_checks],
         jobs=[daily_refresh_job],
         schedules=[daily_refresh_schedule],
         resources={

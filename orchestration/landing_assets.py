@@ -35,14 +35,41 @@ def ingest_metadata(result: IngestResult) -> dict[str, dg.MetadataValue]:
     }
 
 
+class LandingConfig(dg.Config):
+    # A new file with more than this share of rejected records stops the run before anything is published.
+    max_quarantine_share: float = 0.5
+
+
+def quarantine_check(result: IngestResult, folder: str, max_share: float) -> dg.AssetCheckResult:
+    """A file that is mostly rejected means a broken export, not a few bad records: stop publication."""
+    too_bad = [
+        (f.relative_path, f.quarantined, f.read)
+        for f in result.files
+        if f.read and f.quarantined / f.read > max_share
+    ]
+    return dg.AssetCheckResult(
+        check_name="quarantine_share_within_bound",
+        asset_key=dg.AssetKey(["raw", folder]),
+        passed=not too_bad,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "max_quarantine_share": max_share,
+            "files_over_bound": dg.MetadataValue.json([list(f) for f in too_bad]),
+        },
+    )
+
+
 def build_landing_asset(folder: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey(["raw", folder]),
         group_name="landing",
         kinds={"duckdb", "python"},
         description=FOLDER_DESCRIPTIONS[folder],
+        check_specs=[
+            dg.AssetCheckSpec("quarantine_share_within_bound", asset=dg.AssetKey(["raw", folder]), blocking=True)
+        ],
     )
-    def _ingest(context: dg.AssetExecutionContext, huaxiang: HuaxiangResource) -> dg.MaterializeResult:
+    def _ingest(context: dg.AssetExecutionContext, huaxiang: HuaxiangResource, config: LandingConfig):
         settings = huaxiang.settings
         with huaxiang.connect() as conn, tqdm(desc=f"landing {folder}", unit="file", leave=False) as bar:
             result = ingest_folder(
@@ -54,7 +81,8 @@ def build_landing_asset(folder: str) -> dg.AssetsDefinition:
                 "Land corrections as a new file. Recorded in raw.changed_files."
             )
         context.log.info(f"{folder}: {result.totals()}")
-        return dg.MaterializeResult(metadata=ingest_metadata(result))
+        yield dg.MaterializeResult(metadata=ingest_metadata(result))
+        yield quarantine_check(result, folder, config.max_quarantine_share)
 
     return _ingest
 

@@ -15,9 +15,12 @@ from ml_assets.lifecycle import (
     stage_transitions,
 )
 from ml_assets.rfm import score_rfm, segment_summary
+from ml_assets.tags import catalogue_frame, evaluate_tags, expand_families, load_catalogue
 from orchestration.resources import HuaxiangResource, replace_table, table_exists
+from orchestration.settings import REPO_ROOT
 
 FEATURES = dg.AssetKey(["marts", "user_features"])
+PROFILE_BASE = dg.AssetKey(["intermediate", "int_user_profile_base"])
 
 
 def markdown_table(frame: pd.DataFrame, max_rows: int = 30) -> dg.MetadataValue:
@@ -123,5 +126,38 @@ def user_lifecycle(huaxiang: HuaxiangResource, config: LifecycleAssetConfig):
         metadata={
             "runs_kept": len(earlier) + 1,
             "transitions_since_previous_run": markdown_table(transitions),
+        },
+    )
+
+
+class TagsConfig(dg.Config):
+    catalogue_path: str = str(REPO_ROOT / "catalogue" / "tags.yml")
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(["ml", "user_tags"], deps=[PROFILE_BASE], group_name="ml", kinds={"python", "duckdb"}),
+        dg.AssetSpec(["ml", "tag_catalogue"], deps=[PROFILE_BASE], group_name="ml", kinds={"python", "duckdb"}),
+    ]
+)
+def user_tags(huaxiang: HuaxiangResource, config: TagsConfig):
+    """Compile the YAML tag catalogue into (person, tag) rows; a bad rule fails naming its tag and line."""
+    path = Path(config.catalogue_path)
+    definitions = load_catalogue(path)
+    with huaxiang.connect() as conn:
+        tags = expand_families(conn, definitions, path.name)
+        members = evaluate_tags(conn, tags, "intermediate.int_user_profile_base", path.name)
+        catalogue = catalogue_frame(tags, members)
+        replace_table(conn, "ml.user_tags", members)
+        replace_table(conn, "ml.tag_catalogue", catalogue)
+    yield dg.MaterializeResult(
+        asset_key=["ml", "user_tags"],
+        metadata={"rows": len(members), "people_tagged": int(members["user_key"].nunique())},
+    )
+    yield dg.MaterializeResult(
+        asset_key=["ml", "tag_catalogue"],
+        metadata={
+            "tags": len(catalogue),
+            "catalogue": markdown_table(catalogue[["tag", "label_zh", "label_en", "members"]], max_rows=60),
         },
     )

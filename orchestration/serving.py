@@ -42,35 +42,23 @@ def publish_snapshot(warehouse: duckdb.DuckDBPyConnection, target: Path) -> dict
     return counts
 
 
-@dg.asset(
-    group_name="serving",
-    kinds={"duckdb"},
-    deps=[
-        dg.AssetKey(["marts", name])
-        for name in (
-            "fct_events",
-            "fct_orders",
-            "fct_order_items",
-            "dim_products",
-            "fct_sessions",
-            "dim_users",
-            "identity_map",
+def build_published_warehouse(published: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The serving asset waits for every published table, so a failure anywhere upstream stops it."""
+
+    @dg.asset(name="published_warehouse", group_name="serving", kinds={"duckdb"}, deps=published)
+    def _publish(context: dg.AssetExecutionContext, huaxiang: HuaxiangResource) -> dg.MaterializeResult:
+        """The read-only DuckDB file BI tools open; replaced only when everything upstream succeeded."""
+        target = huaxiang.settings.published_path
+        with huaxiang.connect() as conn:
+            counts = publish_snapshot(conn, target)
+        context.log.info(f"published {len(counts)} tables to {target}")
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(target)),
+                "tables": dg.MetadataValue.md(
+                    "| table | rows |\n|---|---|\n" + "\n".join(f"| {t} | {n} |" for t, n in counts.items())
+                ),
+            }
         )
-    ],
-)
-def published_warehouse(
-    context: dg.AssetExecutionContext, huaxiang: HuaxiangResource
-) -> dg.MaterializeResult:
-    """The read-only DuckDB file BI tools open; replaced only when everything upstream succeeded."""
-    target = huaxiang.settings.published_path
-    with huaxiang.connect() as conn:
-        counts = publish_snapshot(conn, target)
-    context.log.info(f"published {len(counts)} tables to {target}")
-    return dg.MaterializeResult(
-        metadata={
-            "path": dg.MetadataValue.path(str(target)),
-            "tables": dg.MetadataValue.md(
-                "| table | rows |\n|---|---|\n" + "\n".join(f"| {t} | {n} |" for t, n in counts.items())
-            ),
-        }
-    )
+
+    return _publish

@@ -54,3 +54,16 @@
 {% macro local_hour(column) -%}
     extract(hour from {{ to_local_time(column) }})
 {%- endmacro %}
+
+{#- Sorted list of strings per group: DuckDB list(), Spark collect_list. -#}
+{% macro sorted_string_list(column) -%}
+    {{ return(adapter.dispatch('sorted_string_list', 'huaxiang')(column)) }}
+{%- endmacro %}
+
+{% macro default__sorted_string_list(column) -%}
+    list({{ column }} order by {{ column }})
+{%- endmacro %}
+
+{% macro spark__sorted_string_list(column) -%}
+    sort_array(collect_list({{ column }}))
+{%- endmacro %}

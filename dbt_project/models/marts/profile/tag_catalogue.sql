@@ -1,0 +1,2 @@
+select tag, tag_family, label_zh, label_en, description, rule, owner, members
+from {{ source('ml', 'tag_catalogue') }}
