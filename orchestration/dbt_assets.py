@@ -14,7 +14,10 @@ from orchestration.resources import HuaxiangResource
 
 DBT_LAYERS = {
     "dbt_staging": "path:models/staging path:models/intermediate/identity",
-    "dbt_marts": "path:models/marts/core path:models/intermediate/profile path:models/marts/features",
+    "dbt_marts": (
+        "path:models/marts/core path:models/intermediate/profile path:models/marts/features"
+        " path:models/marts/kpi"
+    ),
     "dbt_profile_base": "path:models/intermediate/profile_base",
     "dbt_profile": "path:models/marts/profile",
 }
