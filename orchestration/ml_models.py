@@ -70,13 +70,6 @@ RATE_COLUMNS = (
     "avg_item_price",
 )
 BEHAVIOUR_COLUMNS = (*RATE_COLUMNS, *PER_ACTIVE_DAY.values(), "orders_per_month")
-# Labels for the features the persona vocabulary does not know (it then writes "高<label>用户" and
-# "high-<label> users"), so they are short enough to read well both in names and in descriptions.
-FEATURE_LABELS = {
-    "video_seconds_per_active_day": ("日均视频秒数", "video seconds per active day"),
-    "full_price_item_share": ("原价购买占比", "full-price share"),
-    "avg_item_price": ("商品单价", "item price"),
-}
 
 # orders_per_month counts paid orders per month in which the person did anything (visited or paid), so
 # it measures how much someone buys when around, not how long ago they arrived.
@@ -336,9 +329,10 @@ def clusters_not_degenerate(huaxiang: HuaxiangResource) -> dg.AssetCheckResult:
 
 # ---------------------------------------------------------------- personas
 
+# An unknown age band says nothing about a cluster, so the typical band is the commonest known one.
 PERSONA_PEOPLE_SQL = """
-select clusters.user_key, clusters.cluster_id, people.gender, people.age_band, people.province,
-       features.favourite_category
+select clusters.user_key, clusters.cluster_id, people.gender, nullif(people.age_band, 'unknown') as age_band,
+       people.province, features.favourite_category
 from ml.user_clusters as clusters
 inner join marts.dim_users as people on people.user_key = clusters.user_key
 left join marts.user_features as features on features.user_key = clusters.user_key
@@ -385,7 +379,7 @@ def persona_table(described: pd.DataFrame) -> pd.DataFrame:
 
 @dg.asset(
     key=PERSONAS,
-    deps=[USER_CLUSTERS, DIM_USERS, USER_FEATURES],
+    deps=[USER_CLUSTERS, DIM_USERS, USER_FEATURES, ORDERS_AS_OF, EVENTS_AS_OF, USER_CONSENTS],
     group_name="ml",
     kinds={"python"},
     description="One named, described persona per behavioural cluster, in Chinese and English.",
@@ -395,7 +389,7 @@ def personas(huaxiang: HuaxiangResource, config: PersonasConfig) -> dg.Materiali
     with huaxiang.connect() as conn:
         behaviour, _ = read_behaviour(conn)
         people = conn.execute(PERSONA_PEOPLE_SQL).df().merge(behaviour, on="user_key")
-        described = describe_clusters(people, BEHAVIOUR_COLUMNS, FEATURE_LABELS, config.to_persona_config())
+        described = describe_clusters(people, BEHAVIOUR_COLUMNS, None, config.to_persona_config())
         table = persona_table(described)
         replace_table(conn, "ml.personas", table)
     overview = table[["cluster_id", "name_zh", "name_en", "size", "share", "description_en"]]
