@@ -89,7 +89,49 @@ def lifecycle_shares_stable(huaxiang: HuaxiangResource, config: DriftConfig) -> 
     )
 
 
+@dg.asset_check(asset=dg.AssetKey(["identity", "shared_identifiers"]), blocking=False)
+def no_shared_identifiers(huaxiang: HuaxiangResource) -> dg.AssetCheckResult:
+    """Warn about identifiers several people use (marts.identity_shared_identifiers lists them)."""
+    with huaxiang.connect(read_only=True) as conn:
+        rows = conn.execute(
+            "select identifier_type, reason, count(*), max(degree) from identity.shared_identifiers"
+            " group by all order by 1, 2"
+        ).fetchall()
+    return dg.AssetCheckResult(
+        passed=not rows,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "shared_identifiers": sum(r[2] for r in rows),
+            "by_type_and_reason": dg.MetadataValue.md(
+                "| type | reason | identifiers | max degree |\n|---|---|---|---|\n"
+                + "\n".join(f"| {t} | {r} | {n} | {d} |" for t, r, n, d in rows)
+            ),
+        },
+    )
+
+
+class AttributionConfig(dg.Config):
+    min_attributed_share: float = 0.95
+
+
+@dg.asset_check(asset=dg.AssetKey(["marts", "fct_events"]), blocking=False)
+def events_attributed_to_a_person(huaxiang: HuaxiangResource, config: AttributionConfig) -> dg.AssetCheckResult:
+    """The share of events that identity resolution could attribute to a known person."""
+    with huaxiang.connect(read_only=True) as conn:
+        events, attributed = conn.execute(
+            "select count(*), count(user_key) from marts.fct_events"
+        ).fetchall()[0]
+    share = attributed / events if events else 1.0
+    return dg.AssetCheckResult(
+        passed=share >= config.min_attributed_share,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"events": events, "attributed": attributed, "attributed_share": round(share, 4)},
+    )
+
+
 sql_checks = [
+    no_shared_identifiers,
+    events_attributed_to_a_person,
     no_person_lost_between_dim_users_and_user_profile,
     rfm_segments_cover_every_buyer,
     lifecycle_shares_stable,

@@ -21,18 +21,23 @@ from orchestration.settings import REPO_ROOT
 
 FEATURES = dg.AssetKey(["marts", "user_features"])
 PROFILE_BASE = dg.AssetKey(["intermediate", "int_user_profile_base"])
+CONSENTS = dg.AssetKey(["intermediate", "int_user_consents"])
+# Scores are profiling: people who withdrew profiling consent are not scored (they are counted in the profile).
+CONSENTING_FEATURES = (
+    "from marts.user_features join intermediate.int_user_consents using (user_key) where has_profiling_consent"
+)
 
 
 def markdown_table(frame: pd.DataFrame, max_rows: int = 30) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.head(max_rows).to_markdown(index=False) if len(frame) else "(empty)")
 
 
-@dg.asset(key=["ml", "user_rfm"], deps=[FEATURES], group_name="ml", kinds={"python", "duckdb"})
+@dg.asset(key=["ml", "user_rfm"], deps=[FEATURES, CONSENTS], group_name="ml", kinds={"python", "duckdb"})
 def user_rfm(huaxiang: HuaxiangResource) -> dg.MaterializeResult:
     """RFM quintile scores, the 11 named segments, the Chinese 8 types and a value tier per buyer."""
     with huaxiang.connect() as conn:
         customers = conn.execute(
-            "select user_key, recency_days, frequency, monetary::double as monetary from marts.user_features"
+            f"select user_key, recency_days, frequency, monetary::double as monetary {CONSENTING_FEATURES}"
         ).df()
         scored = score_rfm(customers)
         replace_table(conn, "ml.user_rfm", scored)
@@ -63,10 +68,10 @@ class LifecycleAssetConfig(dg.Config):
         )
 
 
-LIFECYCLE_FEATURES_SQL = """
+LIFECYCLE_FEATURES_SQL = f"""
 select user_key, days_since_first_seen, days_since_last_activity, days_since_first_paid,
        recency_days as days_since_last_paid, frequency as paid_orders, median_order_interval_days
-from marts.user_features
+{CONSENTING_FEATURES}
 """
 
 
@@ -94,8 +99,10 @@ def planted_stage_accuracy(landing_dir: Path, conn, stages: pd.DataFrame) -> dic
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(["ml", "user_lifecycle"], deps=[FEATURES], group_name="ml", kinds={"python", "duckdb"}),
-        dg.AssetSpec(["ml", "user_lifecycle_history"], deps=[FEATURES], group_name="ml", kinds={"python", "duckdb"}),
+        dg.AssetSpec(["ml", "user_lifecycle"], deps=[FEATURES, CONSENTS], group_name="ml", kinds={"python", "duckdb"}),
+        dg.AssetSpec(
+            ["ml", "user_lifecycle_history"], deps=[FEATURES, CONSENTS], group_name="ml", kinds={"python", "duckdb"}
+        ),
     ]
 )
 def user_lifecycle(huaxiang: HuaxiangResource, config: LifecycleAssetConfig):

@@ -30,9 +30,9 @@ class PipelineRun:
         with duckdb.connect(str(self.settings.warehouse_path), read_only=True) as conn:
             return conn.execute(sql, params or []).fetchall()
 
-    def frame(self, sql: str) -> pd.DataFrame:
+    def frame(self, sql: str, params=None) -> pd.DataFrame:
         with duckdb.connect(str(self.settings.warehouse_path), read_only=True) as conn:
-            return conn.execute(sql).df()
+            return conn.execute(sql, params or []).df()
 
     def truth(self, name: str) -> pd.DataFrame:
         return pd.read_csv(self.truth_dir / name, dtype=str, keep_default_na=False)

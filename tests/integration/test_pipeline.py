@@ -134,3 +134,74 @@ def test_rerun_adds_nothing_and_a_new_file_adds_exactly_its_records(tmp_path, ge
     loaded = run.query("select records_loaded from raw.landed_files where relative_path = ?", [relative])[0][0]
     assert loaded == planted["lines"] - planted["bad"] - planted["duplicates"]
     assert run.query("select count(*) from raw.events")[0][0] == raw_before + loaded
+
+
+def independent_paid_orders(landing, bad: set, as_of) -> "pd.DataFrame":
+    """Paid orders as of the as-of day, read straight from the landed CSVs with pandas (not the pipeline)."""
+    import pandas as pd
+
+    frames = []
+    for number, path in enumerate(sorted((landing / "orders").glob("*.csv"))):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        frame["line"] = range(2, len(frame) + 2)
+        frame["file"] = number
+        relative = path.relative_to(landing).as_posix()
+        frames.append(frame[[(relative, line) not in bad for line in frame["line"]]])
+    orders = pd.concat(frames, ignore_index=True)
+    orders["ordered_day"] = pd.to_datetime(orders["ordered_at"]).dt.date
+    orders["updated"] = pd.to_datetime(orders["updated_at"])
+    orders = orders[(orders["ordered_day"] <= as_of) & (orders["updated"].dt.date <= as_of)]
+    latest = orders.sort_values(["updated", "file", "line"]).groupby("order_id").tail(1)
+    return latest[latest["status"] == "paid"]
+
+
+def test_rfm_equals_an_independent_computation_on_generated_data(pipeline_run):
+    from datetime import date
+
+    import pandas as pd
+
+    as_of = date.fromisoformat(pipeline_run.summary["as_of"])
+    bad = {(r.source_file, int(r.line_number)) for r in pipeline_run.truth("bad_records.csv").itertuples()}
+    paid = independent_paid_orders(pipeline_run.settings.landing_dir, bad, as_of)
+    keys = pipeline_run.frame(
+        "select identifier_type, identifier_value, user_key from marts.identity_map where not is_shared"
+    )
+    by_user = keys[keys.identifier_type == "user_id"].set_index("identifier_value")["user_key"]
+    by_phone = keys[keys.identifier_type == "phone"].set_index("identifier_value")["user_key"]
+    paid = paid.assign(
+        user_key=paid["user_id"].map(by_user).fillna(paid["phone"].map(lambda p: hash_phone(p, SALT) if p else None).map(by_phone))
+    ).dropna(subset=["user_key"])
+    paid["cents"] = (paid["paid_amount"].astype(float) * 100).round().astype(int)
+    expected = paid.groupby("user_key").agg(
+        frequency=("order_id", "size"), cents=("cents", "sum"), last_day=("ordered_day", "max")
+    )
+    expected["recency_days"] = [(as_of - d).days for d in expected["last_day"]]
+    got = pipeline_run.frame(
+        "select user_key, frequency, cast(round(monetary * 100) as bigint) as cents, recency_days"
+        " from marts.user_profile where has_profiling_consent and frequency > 0"
+    ).set_index("user_key")
+    consenting = set(got.index) | set(
+        pipeline_run.frame("select user_key from marts.user_profile where has_profiling_consent and frequency = 0")[
+            "user_key"
+        ]
+    )
+    expected = expected[expected.index.isin(consenting)]
+    assert len(got) == len(expected) > 100
+    joined = expected.join(got, rsuffix="_got", how="outer")
+    for column in ("frequency", "cents", "recency_days"):
+        assert (joined[column] == joined[f"{column}_got"]).all(), column
+    assert pd.api.types.is_integer_dtype(joined["frequency"])
+
+
+def test_planted_lifecycle_stages_are_recovered(pipeline_run):
+    truth = pipeline_run.truth("persons.csv")
+    truth = truth[(truth.is_clear_cut == "true") & (truth.crm_user_id != "")]
+    got = pipeline_run.frame(
+        "select i.identifier_value as crm_user_id, p.lifecycle_stage from marts.user_profile p"
+        " join marts.identity_map i on i.user_key = p.user_key and i.identifier_type = 'user_id'"
+        " where p.has_profiling_consent"
+    )
+    joined = truth.merge(got, on="crm_user_id", suffixes=("_planted", "_found"))
+    assert len(joined) > 200
+    accuracy = (joined.lifecycle_stage_planted == joined.lifecycle_stage_found).mean()
+    assert accuracy >= 0.95, accuracy
