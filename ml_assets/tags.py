@@ -51,11 +51,11 @@ class Tag:
         return self.definition.en.format(value=self.value)
 
 
-def _entry_lines(text: str) -> list[int]:
-    """1-based line of each entry under `tags:`, so errors can point at the YAML."""
+def entry_lines(text: str, list_key: str = "tags") -> list[int]:
+    """1-based line of each entry under `<list_key>:`, so errors can point at the YAML (tags, audiences)."""
     root = yaml.compose(text)
     for key, value in root.value if isinstance(root, yaml.MappingNode) else []:
-        if key.value == "tags" and isinstance(value, yaml.SequenceNode):
+        if key.value == list_key and isinstance(value, yaml.SequenceNode):
             return [item.start_mark.line + 1 for item in value.value]
     return []
 
@@ -70,7 +70,7 @@ def load_catalogue(path: Path) -> list[TagDefinition]:
     entries = document.get("tags")
     if not isinstance(entries, list):
         raise TagCatalogueError(f"{path}: expected a top-level list `tags:`")
-    lines = _entry_lines(text)
+    lines = entry_lines(text)
     definitions, seen = [], {}
     for entry, line in zip(entries, lines, strict=True):
         where = f"{path.name} line {line}"

@@ -93,6 +93,28 @@ def command_demo(args: argparse.Namespace) -> int:
     return command_run(args)
 
 
+def command_export_audience(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from orchestration.activation import DEFAULT_EXPORT_DIR, UnknownAudienceError, export_audience
+
+    settings = _settings_from_args(args)
+    # The published copy is never locked by a running refresh; before the first publish use the working file.
+    source = settings.published_path if settings.published_path.exists() else settings.warehouse_path
+    if not source.exists():
+        print(f"error: no warehouse at {source}; run `huaxiang run` first", file=sys.stderr)
+        return 2
+    with duckdb.connect(str(source), read_only=True) as conn:
+        try:
+            path = export_audience(conn, args.name, Path(args.out) if args.out else DEFAULT_EXPORT_DIR)
+        except UnknownAudienceError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    rows = len(path.read_text(encoding="utf-8").splitlines()) - 1
+    print(f"exported {rows} treatment members of {args.name} to {path} (control group held out)")
+    return 0
+
+
 def command_prepare(args: argparse.Namespace) -> int:
     _settings_from_args(args)
     prepare_dbt_manifest()
@@ -129,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--people", type=int, default=10_000)
             sub.add_argument("--seed", type=int, default=7)
             sub.add_argument("--regenerate", action="store_true", help="regenerate even if data exists")
+    export = commands.add_parser("export-audience", help="write an audience's treatment members to CSV for upload")
+    export.add_argument("name", help="audience name from catalogue/audiences.yml")
+    export.add_argument("--out", help="folder for <audience>_<as_of>.csv (default data/exports)")
+    export.add_argument("--warehouse", help="warehouse DuckDB file (HUAXIANG_WAREHOUSE)")
+    export.set_defaults(handler=command_export_audience)
     return parser
 
 

@@ -20,6 +20,7 @@ DBT_LAYERS = {
     ),
     "dbt_profile_base": "path:models/intermediate/profile_base",
     "dbt_profile": "path:models/marts/profile",
+    "dbt_activation": "path:models/marts/activation",
 }
 
 

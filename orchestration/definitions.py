@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from orchestration.activation import activation_assets
 from orchestration.checks import gx_checks, sql_checks
 from orchestration.dbt_assets import dbt_layers
 from orchestration.identity_assets import identity_resolution
@@ -50,6 +51,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             user_lifecycle,
             *ml_model_assets,
             user_tags,
+            *activation_assets,
             published_warehouse,
         ],
         asset_checks=[every_landed_record_accounted_for, *gx_checks(settings), *sql_checks, *ml_model_checks],
