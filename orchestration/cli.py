@@ -65,7 +65,14 @@ def command_generate(args: argparse.Namespace) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    from orchestration.privacy import DevSaltError, check_salt
+
     settings = _settings_from_args(args)
+    try:
+        check_salt(settings)
+    except DevSaltError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not settings.landing_dir.is_dir():
         print(f"error: landing directory {settings.landing_dir} does not exist", file=sys.stderr)
         return 2
@@ -151,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--people", type=int, default=10_000)
             sub.add_argument("--seed", type=int, default=7)
             sub.add_argument("--regenerate", action="store_true", help="regenerate even if data exists")
-    export = commands.add_parser("export-audience", help="write an audience's treatment members to CSV for upload")
+    export = commands.add_parser(
+        "export-audience", help="write an audience's treatment members to CSV for upload"
+    )
     export.add_argument("name", help="audience name from catalogue/audiences.yml")
     export.add_argument("--out", help="folder for <audience>_<as_of>.csv (default data/exports)")
     export.add_argument("--warehouse", help="warehouse DuckDB file (HUAXIANG_WAREHOUSE)")

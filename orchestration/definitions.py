@@ -13,6 +13,7 @@ from orchestration.identity_assets import identity_resolution
 from orchestration.landing_assets import every_landed_record_accounted_for, landing_assets
 from orchestration.ml import user_lifecycle, user_rfm, user_tags
 from orchestration.ml_models import ml_model_assets, ml_model_checks
+from orchestration.privacy import privacy_assets, privacy_checks
 from orchestration.project import huaxiang_dbt_project
 from orchestration.resources import HuaxiangResource
 from orchestration.serving import build_published_warehouse
@@ -45,6 +46,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             *landing_assets,
+            *privacy_assets,
             *dbt_layers,
             identity_resolution,
             user_rfm,
@@ -54,7 +56,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *activation_assets,
             published_warehouse,
         ],
-        asset_checks=[every_landed_record_accounted_for, *gx_checks(settings), *sql_checks, *ml_model_checks],
+        asset_checks=[
+            every_landed_record_accounted_for,
+            *gx_checks(settings),
+            *sql_checks,
+            *ml_model_checks,
+            *privacy_checks,
+        ],
         jobs=[daily_refresh_job],
         schedules=[daily_refresh_schedule],
         resources={

@@ -49,6 +49,8 @@ class Column:
     required: bool = False
     allowed: tuple[str, ...] = ()
     non_negative: bool = False
+    # (column, value): this text column holds a phone number, to be hashed, when that column has that value
+    phone_when: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ CSV_SOURCES: dict[str, CsvSource] = {
                     required=True,
                     allowed=("user_id", "phone", "openid", "unionid", "anonymous_id"),
                 ),
-                Column("identifier_value", required=True),
+                Column("identifier_value", required=True, phone_when=("identifier_type", "phone")),
                 Column("requested_at", "timestamp", required=True),
             ),
         ),
@@ -501,7 +503,10 @@ def _write_batch(
         conn.unregister("batch_manifest")
         conn.execute("commit")
     except BaseException:
-        conn.execute("rollback")
+        # A COMMIT that fails (disk full) has already ended the transaction; a second error from ROLLBACK
+        # would hide the one that says what went wrong, so only the original is raised.
+        with contextlib.suppress(duckdb.TransactionException):
+            conn.execute("rollback")
         raise
 
 
@@ -746,16 +751,25 @@ def parse_csv(text: str, source: CsvSource, salt: str) -> ParsedCsv:
                 rejects.append((start, f"row has {len(fields)} fields but the header has {len(header)}", raw))
                 continue
             row = dict(zip(header, fields, strict=True))
+            row_phones = phone_columns | {
+                c.name
+                for c in source.columns
+                if c.phone_when and _row_value(row, c.phone_when[0]) == c.phone_when[1]
+            }
             for name in wanted:
                 value = row.get(name, "").strip()
-                if value and name in phone_columns:
+                if value and name in row_phones:
                     value = hash_phone(value, salt)
                 columns[name].append(value or None)
             line_numbers.append(start)
-            raw_records.append(_mask_phones_in_row(raw, row, phone_columns, salt))
+            raw_records.append(_mask_phones_in_row(raw, row, row_phones, salt))
     except csv.Error as error:
         rejects.append((last_line + 1, f"CSV syntax error: {error}", "".join(physical[last_line:])))
     return ParsedCsv(columns, line_numbers, raw_records, rejects, note)
+
+
+def _row_value(row: dict[str, str], name: str) -> str:
+    return row.get(name, "").strip()
 
 
 def _mask_phones_in_row(raw: str, row: dict[str, str], phone_columns: set[str], salt: str) -> str:

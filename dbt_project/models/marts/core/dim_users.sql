@@ -14,6 +14,14 @@ first_seen as (
     group by keys.user_key
 ),
 
+-- The person's CRM id: an orders-only business knows it from orders even without CRM user snapshots.
+user_ids as (
+    select user_key, min(identifier_value) as user_id
+    from keys
+    where identifier_type = 'user_id'
+    group by user_key
+),
+
 crm as (
     select
         keys.user_key,
@@ -72,7 +80,7 @@ ages as (
 
 select
     first_seen.user_key,
-    crm.user_id as crm_user_id,
+    user_ids.user_id as crm_user_id,
     coalesce(crm.gender, 'U') as gender,
     case
         when ages.age is null or ages.age < 0 then 'unknown'
@@ -92,6 +100,7 @@ select
     crm.member_level,
     crm.user_id is not null as is_registered
 from first_seen
+left join user_ids on user_ids.user_key = first_seen.user_key
 left join crm on crm.user_key = first_seen.user_key and crm.crm_rank = 1
 left join ages on ages.user_key = first_seen.user_key
 left join first_touch on first_touch.user_key = first_seen.user_key
