@@ -118,7 +118,9 @@ def expand_families(
         try:
             values = [row[0] for row in conn.execute(definition.for_each).fetchall()]
         except duckdb.Error as error:
-            raise TagCatalogueError(f"{_describe(definition, catalogue_name)}: for_each failed: {error}") from error
+            raise TagCatalogueError(
+                f"{_describe(definition, catalogue_name)}: for_each failed: {error}"
+            ) from error
         tags.extend(Tag(f"{definition.id}:{value}", definition, str(value)) for value in values)
     return tags
 

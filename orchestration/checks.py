@@ -52,7 +52,9 @@ def rfm_segments_cover_every_buyer(huaxiang: HuaxiangResource) -> dg.AssetCheckR
             from marts.user_profile where has_profiling_consent
             """
         ).fetchall()[0]
-    return dg.AssetCheckResult(passed=buyers == segmented, metadata={"buyers": buyers, "segmented": segmented})
+    return dg.AssetCheckResult(
+        passed=buyers == segmented, metadata={"buyers": buyers, "segmented": segmented}
+    )
 
 
 class DriftConfig(dg.Config):
@@ -77,7 +79,10 @@ def lifecycle_shares_stable(huaxiang: HuaxiangResource, config: DriftConfig) -> 
     shares = counts.pivot_table(index="lifecycle_stage", columns="as_of_date", values="people", fill_value=0)
     shares = shares / shares.sum()
     moved = (
-        {str(stage): round(float(delta), 4) for stage, delta in (shares.iloc[:, -1] - shares.iloc[:, 0]).items()}
+        {
+            str(stage): round(float(delta), 4)
+            for stage, delta in (shares.iloc[:, -1] - shares.iloc[:, 0]).items()
+        }
         if shares.shape[1] == 2
         else {}
     )
@@ -85,7 +90,10 @@ def lifecycle_shares_stable(huaxiang: HuaxiangResource, config: DriftConfig) -> 
     return dg.AssetCheckResult(
         passed=not drifted,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"share_change_by_stage": dg.MetadataValue.json(moved), "over_bound": dg.MetadataValue.json(drifted)},
+        metadata={
+            "share_change_by_stage": dg.MetadataValue.json(moved),
+            "over_bound": dg.MetadataValue.json(drifted),
+        },
     )
 
 
@@ -115,7 +123,9 @@ class AttributionConfig(dg.Config):
 
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "fct_events"]), blocking=False)
-def events_attributed_to_a_person(huaxiang: HuaxiangResource, config: AttributionConfig) -> dg.AssetCheckResult:
+def events_attributed_to_a_person(
+    huaxiang: HuaxiangResource, config: AttributionConfig
+) -> dg.AssetCheckResult:
     """The share of events that identity resolution could attribute to a known person."""
     with huaxiang.connect(read_only=True) as conn:
         events, attributed = conn.execute(

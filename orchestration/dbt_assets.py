@@ -9,7 +9,6 @@ import json
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.privacy import ErasureFirstTranslator
 from orchestration.project import huaxiang_dbt_project
 from orchestration.resources import HuaxiangResource
 

@@ -346,10 +346,8 @@ def raw_lines(landed: LandedFile) -> list[str]:
     """
     data = landed.path.read_bytes()
     if landed.relative_path.lower().endswith(".gz"):
-        try:
+        with contextlib.suppress(zlib.error):  # not gzip at all: show the bytes as they are
             data = zlib.decompressobj(wbits=31).decompress(data)
-        except zlib.error:
-            pass  # not gzip at all: show the bytes as they are
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         text = data.decode("utf-16", errors="replace")
     else:

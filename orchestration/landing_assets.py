@@ -66,7 +66,9 @@ def build_landing_asset(folder: str) -> dg.AssetsDefinition:
         kinds={"duckdb", "python"},
         description=FOLDER_DESCRIPTIONS[folder],
         check_specs=[
-            dg.AssetCheckSpec("quarantine_share_within_bound", asset=dg.AssetKey(["raw", folder]), blocking=True)
+            dg.AssetCheckSpec(
+                "quarantine_share_within_bound", asset=dg.AssetKey(["raw", folder]), blocking=True
+            )
         ],
     )
     def _ingest(context: dg.AssetExecutionContext, huaxiang: HuaxiangResource, config: LandingConfig):

@@ -1,6 +1,5 @@
 """Thin Dagster assets around the pure functions in ml_assets/: read features, score, write `ml.*`."""
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -24,7 +23,7 @@ PROFILE_BASE = dg.AssetKey(["intermediate", "int_user_profile_base"])
 CONSENTS = dg.AssetKey(["intermediate", "int_user_consents"])
 # Scores are profiling: people who withdrew profiling consent are not scored (they are counted in the profile).
 CONSENTING_FEATURES = (
-    "from marts.user_features join intermediate.int_user_consents using (user_key) where has_profiling_consent"
+    "from marts.user_features join intermediate.int_user_consents using (user_key) where has_profiling_consent "
 )
 
 
@@ -87,9 +86,7 @@ def planted_stage_accuracy(landing_dir: Path, conn, stages: pd.DataFrame) -> dic
         " where identifier_type = 'user_id' and not is_shared"
     ).df()
     joined = truth.merge(keys, on="crm_user_id").merge(stages, on="user_key")
-    matrix = confusion_matrix(
-        joined, joined, predicted_column="lifecycle_stage_y", truth_column="lifecycle_stage_x"
-    )
+    matrix = confusion_matrix(joined, joined, predicted_column="lifecycle_stage_y", truth_column="lifecycle_stage_x")
     return {
         "planted_stage_accuracy": dg.MetadataValue.float(accuracy(matrix)),
         "planted_people_scored": dg.MetadataValue.int(len(joined)),
@@ -101,7 +98,10 @@ def planted_stage_accuracy(landing_dir: Path, conn, stages: pd.DataFrame) -> dic
     specs=[
         dg.AssetSpec(["ml", "user_lifecycle"], deps=[FEATURES, CONSENTS], group_name="ml", kinds={"python", "duckdb"}),
         dg.AssetSpec(
-            ["ml", "user_lifecycle_history"], deps=[FEATURES, CONSENTS], group_name="ml", kinds={"python", "duckdb"}
+            ["ml", "user_lifecycle_history"],
+            deps=[FEATURES, CONSENTS],
+            group_name="ml",
+            kinds={"python", "duckdb"},
         ),
     ]
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -53,15 +54,19 @@ class HuaxiangResource(dg.ConfigurableResource):
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection whose session clock is the business timezone (naive timestamps mean local time)."""
         path = Path(self.warehouse_path)
-        if not read_only:
-            path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if not read_only:
+                path.parent.mkdir(parents=True, exist_ok=True)
             conn = duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as error:
+        except (duckdb.IOException, OSError) as error:
             raise WarehouseError(describe_connect_error(path, error)) from error
         conn.execute(f"set TimeZone = '{ZoneInfo(self.timezone).key}'")
         try:
             yield conn
+        except (duckdb.Error, OSError) as error:
+            if not is_disk_full(error):
+                raise
+            raise WarehouseError(describe_disk_full(path, error)) from error
         finally:
             conn.close()
 
@@ -93,6 +98,22 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
             "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
             [schema, name],
         ).fetchall()[0][0]
+    )
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """DuckDB reports ENOSPC only in its message text; Python I/O reports it as an errno."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return "no space left on device" in str(error).lower()
+
+
+def describe_disk_full(path: Path, error: Exception) -> str:
+    """Say what filled up, and that a re-run is safe: the write was rolled back, no table is half-written."""
+    return (
+        f"The disk holding the warehouse {path} is full. The write that hit it was rolled back, so no table "
+        f"is half-written: free space (or move the warehouse with --warehouse / HUAXIANG_WAREHOUSE) and run "
+        f"again. DuckDB said: {error}"
     )
 
 

@@ -47,7 +47,9 @@ def test_history_rows_and_transitions_are_exact(tmp_path, generated):
     assert run_pipeline(second.settings).success
     stages_now = second.frame("select user_key, lifecycle_stage from ml.user_lifecycle")
 
-    history = second.frame("select as_of_date, count(*) as people from marts.user_lifecycle_history group by 1")
+    history = second.frame(
+        "select as_of_date, count(*) as people from marts.user_lifecycle_history group by 1"
+    )
     assert dict(zip(pd.to_datetime(history.as_of_date).dt.date, history.people, strict=True)) == {
         first_day: len(stages_then),
         second_day: len(stages_now),

@@ -10,7 +10,15 @@ from tests.integration.conftest import SALT, settings_for
 
 pytestmark = pytest.mark.integration
 
-MARTS = ("fct_events", "fct_orders", "fct_order_items", "fct_sessions", "dim_products", "dim_users", "identity_map")
+MARTS = (
+    "fct_events",
+    "fct_orders",
+    "fct_order_items",
+    "fct_sessions",
+    "dim_products",
+    "dim_users",
+    "identity_map",
+)
 
 
 def test_the_run_succeeds_and_publishes(pipeline_run):
@@ -37,7 +45,9 @@ def test_every_landed_record_is_accounted_for_per_file(pipeline_run):
 
 
 def test_every_planted_bad_record_is_in_quarantine_with_a_reason(pipeline_run):
-    planted = {(r.source_file, int(r.line_number)) for r in pipeline_run.truth("bad_records.csv").itertuples()}
+    planted = {
+        (r.source_file, int(r.line_number)) for r in pipeline_run.truth("bad_records.csv").itertuples()
+    }
     quarantined = {
         (f, line): reason
         for f, line, reason in pipeline_run.query(
@@ -69,7 +79,9 @@ def test_identity_groups_identifiers_into_people(pipeline_run):
     truth = pipeline_run.truth("identifiers.csv")
     truth = truth[truth.linkable == "true"].drop(columns="linkable")
     is_phone = truth.identifier_type == "phone"
-    truth.loc[is_phone, "identifier_value"] = [hash_phone(v, SALT) for v in truth.loc[is_phone, "identifier_value"]]
+    truth.loc[is_phone, "identifier_value"] = [
+        hash_phone(v, SALT) for v in truth.loc[is_phone, "identifier_value"]
+    ]
     predicted = pipeline_run.frame(
         "select identifier_type, identifier_value, user_key from marts.identity_map where not is_shared"
     ).merge(truth[["identifier_type", "identifier_value"]])
@@ -80,10 +92,15 @@ def test_identity_groups_identifiers_into_people(pipeline_run):
 def test_planted_shared_identifiers_are_kept_apart(pipeline_run):
     planted = pipeline_run.truth("shared_identifiers.csv")
     shared = {
-        (t, v) for t, v in pipeline_run.query("select identifier_type, identifier_value from marts.identity_map where is_shared")
+        (t, v)
+        for t, v in pipeline_run.query(
+            "select identifier_type, identifier_value from marts.identity_map where is_shared"
+        )
     }
     for row in planted.itertuples():
-        value = hash_phone(row.identifier_value, SALT) if row.identifier_type == "phone" else row.identifier_value
+        value = (
+            hash_phone(row.identifier_value, SALT) if row.identifier_type == "phone" else row.identifier_value
+        )
         assert (row.identifier_type, value) in shared
 
 
@@ -95,13 +112,16 @@ def test_no_raw_phone_number_reaches_the_published_copy(pipeline_run):
         for schema, table in conn.execute(
             "select table_schema, table_name from information_schema.tables"
         ).fetchall():
-            text = " ".join(str(v) for row in conn.execute(f'select * from "{schema}"."{table}"').fetchall() for v in row)
+            text = " ".join(
+                str(v) for row in conn.execute(f'select * from "{schema}"."{table}"').fetchall() for v in row
+            )
             assert not any(p in text for p in list(phones)[:200]), f"{schema}.{table}"
 
 
 def mart_checksums(run) -> dict[str, tuple]:
     return {
-        name: run.query(f"select count(*), sum(hash(t)) from (select * from marts.{name}) t")[0] for name in MARTS
+        name: run.query(f"select count(*), sum(hash(t)) from (select * from marts.{name}) t")[0]
+        for name in MARTS
     }
 
 
@@ -131,12 +151,14 @@ def test_rerun_adds_nothing_and_a_new_file_adds_exactly_its_records(tmp_path, ge
     assert run_pipeline(settings).success
     relative = held_back.relative_to(landing).as_posix()
     planted = summary["files"][relative]
-    loaded = run.query("select records_loaded from raw.landed_files where relative_path = ?", [relative])[0][0]
+    loaded = run.query("select records_loaded from raw.landed_files where relative_path = ?", [relative])[0][
+        0
+    ]
     assert loaded == planted["lines"] - planted["bad"] - planted["duplicates"]
     assert run.query("select count(*) from raw.events")[0][0] == raw_before + loaded
 
 
-def independent_paid_orders(landing, bad: set, as_of) -> "pd.DataFrame":
+def independent_paid_orders(landing, bad: set, as_of):
     """Paid orders as of the as-of day, read straight from the landed CSVs with pandas (not the pipeline)."""
     import pandas as pd
 
@@ -169,7 +191,9 @@ def test_rfm_equals_an_independent_computation_on_generated_data(pipeline_run):
     by_user = keys[keys.identifier_type == "user_id"].set_index("identifier_value")["user_key"]
     by_phone = keys[keys.identifier_type == "phone"].set_index("identifier_value")["user_key"]
     paid = paid.assign(
-        user_key=paid["user_id"].map(by_user).fillna(paid["phone"].map(lambda p: hash_phone(p, SALT) if p else None).map(by_phone))
+        user_key=paid["user_id"]
+        .map(by_user)
+        .fillna(paid["phone"].map(lambda p: hash_phone(p, SALT) if p else None).map(by_phone))
     ).dropna(subset=["user_key"])
     paid["cents"] = (paid["paid_amount"].astype(float) * 100).round().astype(int)
     expected = paid.groupby("user_key").agg(
@@ -181,9 +205,9 @@ def test_rfm_equals_an_independent_computation_on_generated_data(pipeline_run):
         " from marts.user_profile where has_profiling_consent and frequency > 0"
     ).set_index("user_key")
     consenting = set(got.index) | set(
-        pipeline_run.frame("select user_key from marts.user_profile where has_profiling_consent and frequency = 0")[
-            "user_key"
-        ]
+        pipeline_run.frame(
+            "select user_key from marts.user_profile where has_profiling_consent and frequency = 0"
+        )["user_key"]
     )
     expected = expected[expected.index.isin(consenting)]
     assert len(got) == len(expected) > 100

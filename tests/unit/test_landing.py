@@ -32,7 +32,10 @@ def event(message_id="m1", **overrides):
 
 def write_jsonl(path: Path, lines: list, compress: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(line if isinstance(line, str) else json.dumps(line, ensure_ascii=False) for line in lines) + "\n"
+    text = (
+        "\n".join(line if isinstance(line, str) else json.dumps(line, ensure_ascii=False) for line in lines)
+        + "\n"
+    )
     path.write_bytes(gzip.compress(text.encode()) if compress else text.encode())
 
 
@@ -114,7 +117,11 @@ def test_timestamps_are_stored_in_utc_whatever_the_offset(conn, tmp_path):
         ],
     )
     ingest_folder(conn, tmp_path, "events", SALT)
-    got = dict(conn.execute("select message_id, strftime(occurred_at, '%Y-%m-%d %H:%M:%S.%g') from raw.events").fetchall())
+    got = dict(
+        conn.execute(
+            "select message_id, strftime(occurred_at, '%Y-%m-%d %H:%M:%S.%g') from raw.events"
+        ).fetchall()
+    )
     assert got == {
         "z": "2026-03-01 10:23:45.123",
         "offset": "2026-03-01 10:23:45.000",
@@ -127,7 +134,10 @@ def test_local_time_follows_the_session_timezone(tmp_path):
     connection.execute("set TimeZone = 'Europe/London'")
     write_jsonl(tmp_path / "events" / "a.jsonl", [event("local", timestamp="2026-07-01 12:00:00")])
     ingest_folder(connection, tmp_path, "events", SALT)
-    assert str(connection.execute("select occurred_at from raw.events").fetchall()[0][0]) == "2026-07-01 11:00:00"
+    assert (
+        str(connection.execute("select occurred_at from raw.events").fetchall()[0][0])
+        == "2026-07-01 11:00:00"
+    )
 
 
 def test_duplicates_across_files_and_runs_count_once(conn, tmp_path):
@@ -178,7 +188,10 @@ def test_utf16_and_bom_files_are_decoded(conn, tmp_path):
     write_csv(tmp_path / "orders" / "b.csv", "\ufeff" + ORDER_HEADER, [row.replace("O1", "O2")])
     result = ingest_folder(conn, tmp_path, "orders", SALT)
     assert result.totals()["records_loaded"] == 2
-    assert conn.execute("select coupon_code from raw.orders order by order_id").fetchall() == [("满减券",), ("满减券",)]
+    assert conn.execute("select coupon_code from raw.orders order by order_id").fetchall() == [
+        ("满减券",),
+        ("满减券",),
+    ]
 
 
 def test_csv_rows_are_typed_and_bad_rows_quarantined(conn, tmp_path):
@@ -209,18 +222,22 @@ def test_csv_rows_are_typed_and_bad_rows_quarantined(conn, tmp_path):
         ("orders/o.csv", 9, "missing order_id"),
         ("orders/o.csv", 10, "paid_amount is not a number"),
     ]
-    row = conn.execute("select order_id, phone, paid_amount::varchar, ordered_at::varchar from raw.orders").fetchall()
+    row = conn.execute(
+        "select order_id, phone, paid_amount::varchar, ordered_at::varchar from raw.orders"
+    ).fetchall()
     assert row == [("O1", hash_phone("13800138000", SALT), "10.50", "2026-01-01 02:00:00")]
 
 
 def test_header_problems_reject_the_file(conn, tmp_path):
     write_csv(tmp_path / "order_items" / "missing.csv", "order_id,line_no,product_id", ["O1,1,P1"])
     write_csv(
-        tmp_path / "order_items" / "twice.csv", "order_id,line_no,product_id,quantity,quantity,unit_price",
+        tmp_path / "order_items" / "twice.csv",
+        "order_id,line_no,product_id,quantity,quantity,unit_price",
         ["O1,1,P1,1,1,2.00"],
     )
     write_csv(
-        tmp_path / "order_items" / "extra.csv", "order_id,line_no,product_id,quantity,unit_price,colour",
+        tmp_path / "order_items" / "extra.csv",
+        "order_id,line_no,product_id,quantity,unit_price,colour",
         ["O1,1,P1,2,3.50,red", "O1,2,P2,-2,3.50,red"],
     )
     result = ingest_folder(conn, tmp_path, "order_items", SALT)
@@ -236,13 +253,16 @@ def test_header_problems_reject_the_file(conn, tmp_path):
 
 def test_phone_numbers_never_reach_quarantine_text(conn, tmp_path):
     write_csv(
-        tmp_path / "orders" / "o.csv", ORDER_HEADER,
+        tmp_path / "orders" / "o.csv",
+        ORDER_HEADER,
         ["O1,,13800138000,offline_store,S1,paid,2026-01-01 10:00:00,-5,0.00,,2026-01-01 10:00:00"],
     )
     write_jsonl(tmp_path / "events" / "e.jsonl", ['{"traits": {"phone": "13912345678"}, "broken'])
     ingest_folder(conn, tmp_path, "orders", SALT)
     ingest_folder(conn, tmp_path, "events", SALT)
-    text = " ".join(r[0] for r in conn.execute("select raw_record from quarantine.rejected_records").fetchall())
+    text = " ".join(
+        r[0] for r in conn.execute("select raw_record from quarantine.rejected_records").fetchall()
+    )
     assert "13800138000" not in text and "13912345678" not in text
     assert "<phone>" in text
 
@@ -286,8 +306,9 @@ def test_every_landed_record_is_loaded_quarantined_or_a_counted_duplicate(tmp_pa
     assert totals["records_read"] == non_blank
     assert all(f.balanced for f in result.files)
     assert totals["records_loaded"] == connection.execute("select count(*) from raw.events").fetchall()[0][0]
-    assert totals["records_quarantined"] == connection.execute(
-        "select count(*) from quarantine.rejected_records"
-    ).fetchall()[0][0]
+    assert (
+        totals["records_quarantined"]
+        == connection.execute("select count(*) from quarantine.rejected_records").fetchall()[0][0]
+    )
     distinct_ids = connection.execute("select count(distinct message_id) from raw.events").fetchall()[0][0]
     assert distinct_ids == totals["records_loaded"]

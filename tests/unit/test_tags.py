@@ -23,7 +23,10 @@ def conn():
         ) t(user_key, has_profiling_consent, frequency, coupon_use_rate, value_tier)
         """
     )
-    connection.execute("create table purchases as select * from (values ('a', '母婴'), ('b', '食品'), ('d', '母婴')) t(user_key, category)")
+    connection.execute(
+        "create table purchases as select * from"
+        " (values ('a', '母婴'), ('b', '食品'), ('d', '母婴')) t(user_key, category)"
+    )
     yield connection
     connection.close()
 
@@ -84,7 +87,7 @@ def test_bad_rules_are_reported_together_with_tag_and_line(conn, tmp_path):
         "tags:\n"
         + ENTRY.format(id="ok_tag", rule="frequency > 0")
         + ENTRY.format(id="typo", rule="frequncy > 0")
-        + ENTRY.format(id="broken", rule="frequency >")
+        + ENTRY.format(id="broken", rule="frequency >"),
     )
     with pytest.raises(TagCatalogueError) as error:
         evaluate_tags(conn, expand_families(conn, load_catalogue(path)), "base")
@@ -98,8 +101,14 @@ def test_bad_rules_are_reported_together_with_tag_and_line(conn, tmp_path):
     ("text", "expected"),
     [
         ("tags:\n" + ENTRY.format(id="Bad-Id", rule="true"), "tag 'Bad-Id' (tags.yml line 2): id must be"),
-        ("tags:\n" + ENTRY.format(id="x", rule="true") * 2, "tag 'x' (tags.yml line 8): already defined at line 2"),
-        ("tags:\n  - id: x\n    zh: z\n    rule: true\n", "tag 'x' (tags.yml line 2): missing en, description, owner"),
+        (
+            "tags:\n" + ENTRY.format(id="x", rule="true") * 2,
+            "tag 'x' (tags.yml line 8): already defined at line 2",
+        ),
+        (
+            "tags:\n  - id: x\n    zh: z\n    rule: true\n",
+            "tag 'x' (tags.yml line 2): missing en, description, owner",
+        ),
         ("nothing: here\n", "expected a top-level list `tags:`"),
     ],
 )
@@ -114,7 +123,18 @@ def test_the_shipped_catalogue_is_valid_and_large_enough():
     plain = [d for d in definitions if d.for_each is None]
     assert len(plain) >= 25
     ids = {d.id for d in definitions}
-    for required in ("high_value", "price_sensitive", "quality_seeking", "prefers_video", "night_owl",
-                     "recently_consulted", "super_sharer", "community_active", "silent_30_days",
-                     "new_this_week", "offline_store_customer", "bought_category"):
+    for required in (
+        "high_value",
+        "price_sensitive",
+        "quality_seeking",
+        "prefers_video",
+        "night_owl",
+        "recently_consulted",
+        "super_sharer",
+        "community_active",
+        "silent_30_days",
+        "new_this_week",
+        "offline_store_customer",
+        "bought_category",
+    ):
         assert required in ids

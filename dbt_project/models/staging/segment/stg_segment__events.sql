@@ -1,3 +1,6 @@
+-- A table, not a view: the JSON is parsed once here rather than by every model that reads events.
+{{ config(materialized="table") }}
+
 with source as (
     select * from {{ source('raw', 'events') }}
 ),
