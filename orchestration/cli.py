@@ -76,6 +76,14 @@ def command_run(args: argparse.Namespace) -> int:
     if not settings.landing_dir.is_dir():
         print(f"error: landing directory {settings.landing_dir} does not exist", file=sys.stderr)
         return 2
+    from orchestration.resources import HuaxiangResource, WarehouseError
+
+    try:  # a locked, read-only or unreachable warehouse gets one clear message, not a stack per step
+        with HuaxiangResource.from_settings(settings).connect():
+            pass
+    except WarehouseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     result = run_pipeline(settings)
     from orchestration.summary import print_summary
@@ -158,9 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--people", type=int, default=10_000)
             sub.add_argument("--seed", type=int, default=7)
             sub.add_argument("--regenerate", action="store_true", help="regenerate even if data exists")
-    export = commands.add_parser(
-        "export-audience", help="write an audience's treatment members to CSV for upload"
-    )
+    export = commands.add_parser("export-audience", help="write an audience's treatment members to CSV for upload")
     export.add_argument("name", help="audience name from catalogue/audiences.yml")
     export.add_argument("--out", help="folder for <audience>_<as_of>.csv (default data/exports)")
     export.add_argument("--warehouse", help="warehouse DuckDB file (HUAXIANG_WAREHOUSE)")

@@ -45,9 +45,7 @@ def check_outcomes(result) -> Counter:
 
 def failed_checks(result) -> list[str]:
     return [
-        f"{e.asset_key.to_user_string()}:{e.check_name}"
-        for e in result.get_asset_check_evaluations()
-        if not e.passed
+        f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed
     ]
 
 
@@ -56,9 +54,7 @@ def print_summary(settings: Settings, result, elapsed_seconds: float) -> None:
     print(f"\n=== Huaxiang run {status} in {elapsed_seconds:.1f}s (as-of {settings.as_of_date()}) ===")
     print(f"landing:    {settings.landing_dir}")
     print(f"warehouse:  {settings.warehouse_path}")
-    print(
-        f"published:  {settings.published_path}" + ("" if settings.published_path.exists() else " (not yet)")
-    )
+    print(f"published:  {settings.published_path}" + ("" if settings.published_path.exists() else " (not yet)"))
     if settings.warehouse_path.exists():
         with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
             rows = table_counts(conn)
@@ -83,6 +79,6 @@ def print_summary(settings: Settings, result, elapsed_seconds: float) -> None:
         for event in result.all_events:
             if event.event_type_value == "STEP_FAILURE":
                 error = event.event_specific_data.error
-                print(
-                    f"\nstep {event.step_key} failed: {error.message.strip() if error else 'unknown error'}"
-                )
+                # Dagster wraps the asset's exception; its cause carries the message a person can act on.
+                message = (error.cause or error).message.strip() if error else "unknown error"
+                print(f"\nstep {event.step_key} failed: {message}")
