@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from expectations import gx_asset_check, landing, marts
+from expectations import gx_asset_check, landing, marts, ml, staging
 from orchestration.resources import HuaxiangResource, table_exists
 from orchestration.settings import Settings
 
@@ -11,6 +11,13 @@ GX_SUITES = [
     (landing.raw_events, ["raw", "events"], "raw.events", False),
     (landing.raw_orders, ["raw", "orders"], "raw.orders", False),
     (landing.raw_order_items, ["raw", "order_items"], "raw.order_items", False),
+    (staging.stg_segment__events, ["staging", "stg_segment__events"], "staging.stg_segment__events", False),
+    (staging.stg_crm__users, ["staging", "stg_crm__users"], "staging.stg_crm__users", False),
+    (staging.stg_crm__orders, ["staging", "stg_crm__orders"], "staging.stg_crm__orders", False),
+    (ml.user_lifecycle, ["ml", "user_lifecycle"], "ml.user_lifecycle", False),
+    (ml.user_rfm, ["ml", "user_rfm"], "ml.user_rfm", False),
+    (ml.user_clv, ["ml", "user_clv"], "ml.user_clv", False),
+    (ml.user_clusters, ["ml", "user_clusters"], "ml.user_clusters", False),
     (marts.fct_events, ["marts", "fct_events"], "marts.fct_events", True),
     (marts.fct_orders, ["marts", "fct_orders"], "marts.fct_orders", True),
     (marts.dim_users, ["marts", "dim_users"], "marts.dim_users", True),
@@ -52,9 +59,7 @@ def rfm_segments_cover_every_buyer(huaxiang: HuaxiangResource) -> dg.AssetCheckR
             from marts.user_profile where has_profiling_consent
             """
         ).fetchall()[0]
-    return dg.AssetCheckResult(
-        passed=buyers == segmented, metadata={"buyers": buyers, "segmented": segmented}
-    )
+    return dg.AssetCheckResult(passed=buyers == segmented, metadata={"buyers": buyers, "segmented": segmented})
 
 
 class DriftConfig(dg.Config):
@@ -79,10 +84,7 @@ def lifecycle_shares_stable(huaxiang: HuaxiangResource, config: DriftConfig) -> 
     shares = counts.pivot_table(index="lifecycle_stage", columns="as_of_date", values="people", fill_value=0)
     shares = shares / shares.sum()
     moved = (
-        {
-            str(stage): round(float(delta), 4)
-            for stage, delta in (shares.iloc[:, -1] - shares.iloc[:, 0]).items()
-        }
+        {str(stage): round(float(delta), 4) for stage, delta in (shares.iloc[:, -1] - shares.iloc[:, 0]).items()}
         if shares.shape[1] == 2
         else {}
     )
@@ -123,14 +125,10 @@ class AttributionConfig(dg.Config):
 
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "fct_events"]), blocking=False)
-def events_attributed_to_a_person(
-    huaxiang: HuaxiangResource, config: AttributionConfig
-) -> dg.AssetCheckResult:
+def events_attributed_to_a_person(huaxiang: HuaxiangResource, config: AttributionConfig) -> dg.AssetCheckResult:
     """The share of events that identity resolution could attribute to a known person."""
     with huaxiang.connect(read_only=True) as conn:
-        events, attributed = conn.execute(
-            "select count(*), count(user_key) from marts.fct_events"
-        ).fetchall()[0]
+        events, attributed = conn.execute("select count(*), count(user_key) from marts.fct_events").fetchall()[0]
     share = attributed / events if events else 1.0
     return dg.AssetCheckResult(
         passed=share >= config.min_attributed_share,
