@@ -15,6 +15,7 @@ from orchestration.ml import user_lifecycle, user_rfm, user_tags
 from orchestration.ml_models import ml_model_assets, ml_model_checks
 from orchestration.privacy import privacy_assets, privacy_checks
 from orchestration.project import huaxiang_dbt_project
+from orchestration.report import report
 from orchestration.resources import HuaxiangResource
 from orchestration.serving import build_published_warehouse
 from orchestration.settings import Settings, load_settings
@@ -55,6 +56,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             user_tags,
             *activation_assets,
             published_warehouse,
+            report,
         ],
         asset_checks=[
             every_landed_record_accounted_for,

@@ -55,6 +55,7 @@ def print_summary(settings: Settings, result, elapsed_seconds: float) -> None:
     print(f"landing:    {settings.landing_dir}")
     print(f"warehouse:  {settings.warehouse_path}")
     print(f"published:  {settings.published_path}" + ("" if settings.published_path.exists() else " (not yet)"))
+    print(f"report:     {settings.report_path}" + ("" if settings.report_path.exists() else " (not yet)"))
     if settings.warehouse_path.exists():
         with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
             rows = table_counts(conn)
