@@ -36,6 +36,18 @@ def prepare_dbt_manifest() -> None:
     huaxiang_dbt_project.preparer.prepare(huaxiang_dbt_project)
 
 
+def persistent_instance():
+    """The Dagster instance in $DAGSTER_HOME (created on first use), so CLI runs show up in `make ui`."""
+    import dagster as dg
+
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    return dg.DagsterInstance.get()
+
+
 def run_pipeline(settings: Settings):
     """Materialize every asset once, in process, with all checks; returns the Dagster result."""
     import dagster as dg
@@ -45,7 +57,7 @@ def run_pipeline(settings: Settings):
     from orchestration.definitions import build_definitions
 
     job = build_definitions(settings).resolve_job_def("daily_refresh_job")
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    instance = persistent_instance() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     return job.execute_in_process(instance=instance, raise_on_error=False)
 
 
