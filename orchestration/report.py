@@ -199,7 +199,9 @@ def persona_top_features(personas: pd.DataFrame, per_persona: int = 3) -> pd.Dat
     for persona in persona_sizes(personas).itertuples():
         source = personas.loc[personas["cluster_id"] == persona.cluster_id, "top_features"].iloc[0]
         features = json.loads(source) if isinstance(source, str) else list(source or [])
-        ranked = sorted(features, key=lambda item: -abs(float(item["effect_size"])))[:per_persona]
+        # A feature with no spread (e.g. no content at all in an orders-only business) has no effect size.
+        measured = [item for item in features if item.get("effect_size") is not None]
+        ranked = sorted(measured, key=lambda item: -abs(float(item["effect_size"])))[:per_persona]
         for item in ranked:
             rows.append(
                 {
@@ -207,7 +209,7 @@ def persona_top_features(personas: pd.DataFrame, per_persona: int = 3) -> pd.Dat
                     "persona": persona.name_en,
                     "feature": item["feature"],
                     "effect_size": float(item["effect_size"]),
-                    "ratio": float(item["ratio"]),
+                    "ratio": float("nan") if item.get("ratio") is None else float(item["ratio"]),
                 }
             )
     columns = ["cluster_id", "persona", "feature", "effect_size", "ratio"]

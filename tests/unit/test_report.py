@@ -475,3 +475,35 @@ def test_report_asset_is_a_serving_asset_downstream_of_every_mart_it_charts():
     assert rp.report.key == key
     assert rp.report.group_names_by_key[key] == "serving"
     assert rp.report.asset_deps[key] == {dg.AssetKey(["marts", name]) for name in rp.REPORT_MARTS}
+
+
+def test_persona_features_without_an_effect_size_are_left_out():
+    """An orders-only business has no content or time-of-day spread: those features carry no effect size."""
+    import json as json_module
+
+    import pandas as pd
+
+    from orchestration.report import persona_top_features
+
+    personas = pd.DataFrame(
+        {
+            "cluster_id": ["0"],
+            "name_zh": ["高客单"],
+            "name_en": ["big spenders"],
+            "size": [10],
+            "share": [1.0],
+            "description_zh": ["d"],
+            "top_features": [
+                json_module.dumps(
+                    [
+                        {"feature": "share_video", "effect_size": None, "ratio": None},
+                        {"feature": "avg_order_value", "effect_size": 1.5, "ratio": None},
+                    ]
+                )
+            ],
+        }
+    )
+    features = persona_top_features(personas)
+    assert features["feature"].tolist() == ["avg_order_value"]
+    assert features["effect_size"].tolist() == [1.5]
+    assert features["ratio"].isna().all()
