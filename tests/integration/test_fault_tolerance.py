@@ -369,10 +369,10 @@ def finished(process: kr.Process) -> tuple[int, str, str]:
 
 
 def test_a_read_only_warehouse_fails_the_run_with_a_clear_message(background):
+    """The CLI checks the warehouse before starting the job, so nothing runs and nothing is written."""
     code, stdout, stderr = finished(background.read_only)
     assert code != 0
     assert READ_ONLY_MESSAGE.format(path=background.read_only_warehouse) in stdout + stderr
-    assert "=== Huaxiang run FAILED" in stdout
     with duckdb.connect(str(background.read_only_warehouse), read_only=True) as conn:
         assert conn.execute("select count(*) from raw.landed_files").fetchall() == [(0,)]
 
