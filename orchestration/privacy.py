@@ -692,8 +692,9 @@ def unbalanced_files(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         quarantined as (select source_file, count(*) as rows from quarantine.rejected_records group by 1),
         removed as (
             select source_file,
-                   sum(records_removed) filter (where table_name <> 'quarantine.rejected_records')
-                       as from_raw,
+                   -- only raw tables count: derived tables holding the same records (e.g. the events
+                   -- staging table) are cleaned too but must not be counted twice
+                   sum(records_removed) filter (where table_name like 'raw.%') as from_raw,
                    sum(records_removed) filter (where table_name = 'quarantine.rejected_records')
                        as from_quarantine
             from privacy.removed_records group by 1
