@@ -51,20 +51,16 @@ def user_rfm(huaxiang: HuaxiangResource) -> dg.MaterializeResult:
 
 
 class LifecycleAssetConfig(dg.Config):
-    new_days: int = 30
-    mature_min_orders: int = 4
-    declining_min_days: int = 60
-    declining_interval_multiple: float = 3.0
-    churn_days: int = 180
+    """The lifecycle thresholds, tunable in the Dagster UI; defaults come from LifecycleConfig."""
+
+    new_days: int = LifecycleConfig.new_days
+    mature_min_orders: int = LifecycleConfig.mature_min_orders
+    declining_min_days: int = LifecycleConfig.declining_min_days
+    declining_interval_multiple: float = LifecycleConfig.declining_interval_multiple
+    churn_days: int = LifecycleConfig.churn_days
 
     def to_lifecycle_config(self) -> LifecycleConfig:
-        return LifecycleConfig(
-            new_days=self.new_days,
-            mature_min_orders=self.mature_min_orders,
-            declining_min_days=self.declining_min_days,
-            declining_interval_multiple=self.declining_interval_multiple,
-            churn_days=self.churn_days,
-        )
+        return LifecycleConfig(**self.model_dump())
 
 
 LIFECYCLE_FEATURES_SQL = f"""

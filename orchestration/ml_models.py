@@ -155,26 +155,19 @@ def read_behaviour(conn: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, int]:
 
 
 class UserClustersConfig(dg.Config):
-    min_k: int = 3
-    max_k: int = 10
-    selection_sample_size: int = 20_000
-    silhouette_sample_size: int = 5_000
-    fit_sample_size: int = 50_000
-    n_init: int = 10
-    random_state: int = 0
-    refit_silhouette_margin: float = 0.02
+    """The clustering knobs exposed in the Dagster UI; defaults come from ClusteringConfig."""
+
+    min_k: int = ClusteringConfig.min_k
+    max_k: int = ClusteringConfig.max_k
+    selection_sample_size: int = ClusteringConfig.selection_sample_size
+    silhouette_sample_size: int = ClusteringConfig.silhouette_sample_size
+    fit_sample_size: int = ClusteringConfig.fit_sample_size
+    n_init: int = ClusteringConfig.n_init
+    random_state: int = ClusteringConfig.random_state
+    refit_silhouette_margin: float = ClusteringConfig.refit_silhouette_margin
 
     def to_clustering_config(self) -> ClusteringConfig:
-        return ClusteringConfig(
-            min_k=self.min_k,
-            max_k=self.max_k,
-            selection_sample_size=self.selection_sample_size,
-            silhouette_sample_size=self.silhouette_sample_size,
-            fit_sample_size=self.fit_sample_size,
-            n_init=self.n_init,
-            random_state=self.random_state,
-            refit_silhouette_margin=self.refit_silhouette_margin,
-        )
+        return ClusteringConfig(**self.model_dump())
 
 
 def read_latest_cluster_model(conn: duckdb.DuckDBPyConnection) -> tuple[ClusterModel | None, pd.DataFrame]:
