@@ -24,16 +24,50 @@ def _settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+MANIFEST_STAMP = ".huaxiang-manifest-stamp"
+NOT_PROJECT_SOURCES = ("target", "logs", "dbt_packages")
+
+
+def manifest_stamp() -> str:
+    """What the parsed manifest depends on besides the project files: the dbt target and dbt's version."""
+    from dbt.version import __version__ as dbt_version
+
+    return f"target={os.environ.get('HUAXIANG_ENGINE', 'duckdb')} dbt={dbt_version}\n"
+
+
+def manifest_is_current(project_dir: Path, stamp: str) -> bool:
+    """True when target/manifest.json is newer than every project file and was parsed for the same stamp."""
+    target = project_dir / "target"
+    manifest, stamp_file = target / "manifest.json", target / MANIFEST_STAMP
+    if not manifest.is_file() or not stamp_file.is_file() or stamp_file.read_text() != stamp:
+        return False
+    parsed_at = manifest.stat().st_mtime
+    sources = (
+        path
+        for path in project_dir.rglob("*")
+        if path.is_file() and path.relative_to(project_dir).parts[0] not in NOT_PROJECT_SOURCES
+    )
+    return all(path.stat().st_mtime < parsed_at for path in sources)
+
+
 def prepare_dbt_manifest() -> None:
-    """`@dbt_assets` needs manifest.json at import time; outside `dagster dev` nobody else makes it."""
+    """`@dbt_assets` needs manifest.json at import time; outside `dagster dev` nobody else makes it.
+
+    `dbt parse` costs several seconds per CLI call, so it runs only when a project file changed since the
+    last parse (every `dbt build` dagster-dbt starts parses again anyway, with dbt's partial parsing).
+    """
     from orchestration.project import huaxiang_dbt_project
 
+    stamp = manifest_stamp()
+    if manifest_is_current(huaxiang_dbt_project.project_dir, stamp):
+        return
     # dbt is installed beside this interpreter; find it even when the virtualenv is not activated.
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
 
     huaxiang_dbt_project.preparer.prepare(huaxiang_dbt_project)
+    (huaxiang_dbt_project.project_dir / "target" / MANIFEST_STAMP).write_text(stamp)
 
 
 def persistent_instance():
@@ -48,7 +82,14 @@ def persistent_instance():
     return dg.DagsterInstance.get()
 
 
-def run_pipeline(settings: Settings):
+def full_refresh_run_config() -> dict:
+    """Run config that makes every dbt layer rebuild its incremental models from scratch."""
+    from orchestration.dbt_assets import DBT_LAYERS
+
+    return {"ops": {layer: {"config": {"full_refresh": True}} for layer in DBT_LAYERS}}
+
+
+def run_pipeline(settings: Settings, full_refresh: bool = False):
     """Materialize every asset once, in process, with all checks; returns the Dagster result."""
     import dagster as dg
 
@@ -58,7 +99,9 @@ def run_pipeline(settings: Settings):
 
     job = build_definitions(settings).resolve_job_def("daily_refresh_job")
     instance = persistent_instance() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    return job.execute_in_process(instance=instance, raise_on_error=False)
+    return job.execute_in_process(
+        instance=instance, raise_on_error=False, run_config=full_refresh_run_config() if full_refresh else None
+    )
 
 
 def command_generate(args: argparse.Namespace) -> int:
@@ -97,7 +140,7 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    result = run_pipeline(settings)
+    result = run_pipeline(settings, full_refresh=getattr(args, "full_refresh", False))
     from orchestration.summary import print_summary
 
     print_summary(settings, result, time.perf_counter() - started)
@@ -173,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--landing", help="landing directory (HUAXIANG_LANDING_DIR)")
         sub.add_argument("--warehouse", help="warehouse DuckDB file (HUAXIANG_WAREHOUSE)")
         sub.add_argument("--as-of", dest="as_of", help="YYYY-MM-DD used as 'today' (HUAXIANG_AS_OF)")
+        sub.add_argument(
+            "--full-refresh",
+            action="store_true",
+            help="rebuild the incremental dbt models (events, orders) from every landed record",
+        )
         sub.set_defaults(handler=handler)
         if name == "demo":
             sub.add_argument("--people", type=int, default=10_000)

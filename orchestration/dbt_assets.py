@@ -29,12 +29,24 @@ def dbt_vars(huaxiang: HuaxiangResource) -> str:
     return json.dumps({"as_of": huaxiang.as_of_date().isoformat(), "timezone": huaxiang.timezone})
 
 
+class DbtBuildConfig(dg.Config):
+    """`full_refresh` rebuilds the incremental models (events, orders) from every landed record."""
+
+    full_refresh: bool = False
+
+
+def dbt_build_args(huaxiang: HuaxiangResource, config: DbtBuildConfig) -> list[str]:
+    return ["build", "--vars", dbt_vars(huaxiang), *(["--full-refresh"] if config.full_refresh else [])]
+
+
 def build_dbt_layer(name: str, select: str) -> dg.AssetsDefinition:
     @dbt_assets(
         manifest=huaxiang_dbt_project.manifest_path, project=huaxiang_dbt_project, select=select, name=name
     )
-    def _layer(context: dg.AssetExecutionContext, dbt: DbtCliResource, huaxiang: HuaxiangResource):
-        yield from dbt.cli(["build", "--vars", dbt_vars(huaxiang)], context=context).stream()
+    def _layer(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, huaxiang: HuaxiangResource, config: DbtBuildConfig
+    ):
+        yield from dbt.cli(dbt_build_args(huaxiang, config), context=context).stream()
 
     return _layer
 

@@ -37,12 +37,46 @@ def read_previous_map(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
     return conn.execute("select identifier_type, identifier_value, user_key from identity.identity_map").df()
 
 
+def previous_versions_sql(conn: duckdb.DuckDBPyConnection) -> str:
+    """The previous map with its change numbers; a map written before they existed counts as run 0."""
+    if not table_exists(conn, "identity.identity_map"):
+        return (
+            "select null::varchar as identifier_type, null::varchar as identifier_value,"
+            " null::varchar as user_key, null::boolean as is_shared, 0 as changed_in_run where false"
+        )
+    columns = {row[0] for row in conn.execute("describe identity.identity_map").fetchall()}
+    version = "changed_in_run" if "changed_in_run" in columns else "0 as changed_in_run"
+    return f"select identifier_type, identifier_value, user_key, is_shared, {version} from identity.identity_map"
+
+
+def versioned_map_sql(previous_sql: str) -> str:
+    """`identity_frame` with `changed_in_run`: the run in which the identifier's person (or sharing) last
+    changed. Unchanged identifiers keep their number; new or changed ones get one more than any before, so
+    incremental models re-attribute exactly the records whose identifiers moved since they were built."""
+    return f"""
+    with previous as ({previous_sql}),
+    this_run as (select coalesce(max(changed_in_run), 0) + 1 as run from previous)
+    select new.*,
+           case when old.user_key = new.user_key and old.is_shared = new.is_shared then old.changed_in_run
+                else (select run from this_run) end as changed_in_run
+    from identity_frame as new
+    left join previous as old using (identifier_type, identifier_value)
+    """
+
+
 def write_identity(conn: duckdb.DuckDBPyConnection, result: IdentityResult) -> None:
     """Replace the current-state tables and append key history, in one transaction."""
     conn.execute("create schema if not exists identity")
+    previous_sql = previous_versions_sql(conn)
     conn.execute("begin transaction")
     try:
-        for name in ("identity_map", "shared_identifiers", "merge_audit"):
+        frame = naive_utc(result.identity_map)
+        conn.register("identity_frame", frame)
+        conn.execute(f"create or replace temp table versioned_map as {versioned_map_sql(previous_sql)}")
+        conn.execute("create or replace table identity.identity_map as select * from versioned_map")
+        conn.execute("drop table versioned_map")
+        conn.unregister("identity_frame")
+        for name in ("shared_identifiers", "merge_audit"):
             frame = naive_utc(getattr(result, name))
             conn.register("identity_frame", frame)
             conn.execute(f"create or replace table identity.{name} as select * from identity_frame")

@@ -55,6 +55,15 @@ EXTRA_IDENTIFIER_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("t.context->>'$.wechat.unionid'", "unionid"),
         ("t.traits_phone_hash", "phone"),
     ),
+    # Incremental models are not rebuilt from raw after an erasure, so their rows must match on their own.
+    "staging.stg_segment__events": (
+        ("t.previous_id", "user_id"),
+        ("t.previous_id", "anonymous_id"),
+        ("t.wechat_openid", "openid"),
+        ("t.wechat_unionid", "unionid"),
+        ("t.traits_phone_hash", "phone"),
+    ),
+    "marts.fct_events": (("t.wechat_openid", "openid"),),
 }
 
 PRIVACY_DDL = (

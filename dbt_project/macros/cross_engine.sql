@@ -12,6 +12,33 @@
     get_json_object({{ column }}, '$.{{ path }}')
 {%- endmacro %}
 
+{#- Several JSON paths of one document as a list of text, parsing the document once (per-path extraction
+    parses it again for every path: 3.5x slower on 1M events). Read items with list_item(list, n). -#}
+{% macro json_texts(column, paths) -%}
+    {{ return(adapter.dispatch('json_texts', 'huaxiang')(column, paths)) }}
+{%- endmacro %}
+
+{% macro default__json_texts(column, paths) -%}
+    json_extract_string({{ column }}, [{% for path in paths %}'$.{{ path }}'{{ ", " if not loop.last }}{% endfor %}])
+{%- endmacro %}
+
+{% macro spark__json_texts(column, paths) -%}
+    array({% for path in paths %}get_json_object({{ column }}, '$.{{ path }}'){{ ", " if not loop.last }}{% endfor %})
+{%- endmacro %}
+
+{#- The n-th item (1-based) of a list. -#}
+{% macro list_item(list, position) -%}
+    {{ return(adapter.dispatch('list_item', 'huaxiang')(list, position)) }}
+{%- endmacro %}
+
+{% macro default__list_item(list, position) -%}
+    {{ list }}[{{ position }}]
+{%- endmacro %}
+
+{% macro spark__list_item(list, position) -%}
+    element_at({{ list }}, {{ position }})
+{%- endmacro %}
+
 {#- UTC timestamp -> wall-clock time in the business timezone (for calendar days and hours). -#}
 {% macro to_local_time(column) -%}
     {{ return(adapter.dispatch('to_local_time', 'huaxiang')(column)) }}
@@ -66,4 +93,21 @@
 
 {% macro spark__sorted_string_list(column) -%}
     sort_array(collect_list({{ column }}))
+{%- endmacro %}
+
+{#- Event- and order-sized models are incremental where the adapter can delete and insert by key (DuckDB);
+    elsewhere (Spark on Parquet tables, which can only append or overwrite) they are rebuilt as tables. -#}
+{% macro incremental_if_supported() -%}
+    {{ return('incremental' if target.type == 'duckdb' else 'table') }}
+{%- endmacro %}
+
+{#- An incremental model keeps its watermark columns; a table built before they existed needs one full
+    rebuild, which says so instead of failing on a missing column. -#}
+{% macro require_watermark_columns(columns) -%}
+    {%- if execute and is_incremental() -%}
+        {%- set existing = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+        {%- for column in columns if column not in existing -%}
+            {{ exceptions.raise_compiler_error(this ~ " was built before it kept '" ~ column ~ "'; rebuild it once with `huaxiang run --full-refresh`") }}
+        {%- endfor -%}
+    {%- endif -%}
 {%- endmacro %}

@@ -1,17 +1,48 @@
 -- One row per unique messageId, attributed to a person through the strongest identifier it carries.
-with events as (
-    select * from {{ ref('stg_segment__events') }}
+-- Incremental: a run (re)builds only events from newly landed files and events carrying an identifier whose
+-- person changed in identity resolution since the last build (identity_version is the newest such change).
+{{ config(
+    materialized=incremental_if_supported(),
+    unique_key='event_id',
+    incremental_strategy='delete+insert',
+) }}
+{{ require_watermark_columns(['file_seq', 'identity_version']) }}
+
+with keys as (
+    select identifier_type, identifier_value, user_key, is_shared, changed_in_run
+    from {{ source('identity', 'identity_map') }}
 ),
 
-keys as (
-    select identifier_type, identifier_value, user_key
-    from {{ source('identity', 'identity_map') }}
-    where not is_shared
+{% if is_incremental() %}
+built as (
+    select coalesce(max(file_seq), 0) as file_seq, coalesce(max(identity_version), 0) as identity_version
+    from {{ this }}
+),
+
+rekeyed as (
+    select identifier_type, identifier_value
+    from keys
+    where changed_in_run > (select identity_version from built)
+),
+{% endif %}
+
+events as (
+    select * from {{ ref('stg_segment__events') }}
+    {% if is_incremental() %}
+    where file_seq > (select file_seq from built)
+        or user_id in (select identifier_value from rekeyed where identifier_type = 'user_id')
+        or anonymous_id in (select identifier_value from rekeyed where identifier_type = 'anonymous_id')
+        or wechat_openid in (select identifier_value from rekeyed where identifier_type = 'openid')
+    {% endif %}
 )
 
 select
     events.event_id,
-    coalesce(by_user.user_key, by_device.user_key, by_openid.user_key) as user_key,
+    coalesce(
+        case when not by_user.is_shared then by_user.user_key end,
+        case when not by_device.is_shared then by_device.user_key end,
+        case when not by_openid.is_shared then by_openid.user_key end
+    ) as user_key,
     events.event_type,
     events.event_name,
     events.occurred_at,
@@ -38,7 +69,13 @@ select
     events.discount,
     events.user_id,
     events.anonymous_id,
-    events.wechat_openid
+    events.wechat_openid,
+    events.file_seq,
+    greatest(
+        coalesce(by_user.changed_in_run, 0),
+        coalesce(by_device.changed_in_run, 0),
+        coalesce(by_openid.changed_in_run, 0)
+    ) as identity_version
 from events
 left join keys as by_user
     on by_user.identifier_type = 'user_id' and by_user.identifier_value = events.user_id

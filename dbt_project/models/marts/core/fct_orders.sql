@@ -1,12 +1,51 @@
 -- Latest snapshot of every order, attributed by CRM user_id, or by phone for offline guest orders.
-with orders as (
-    select * from {{ ref('stg_crm__orders') }}
+-- Incremental: a run (re)builds only orders with a snapshot or an order line in a newly landed file, and
+-- orders whose buyer's identifiers changed person in identity resolution since the last build.
+{{ config(
+    materialized=incremental_if_supported(),
+    unique_key='order_id',
+    incremental_strategy='delete+insert',
+) }}
+{{ require_watermark_columns(['file_seq', 'identity_version']) }}
+
+with keys as (
+    select identifier_type, identifier_value, user_key, is_shared, changed_in_run
+    from {{ source('identity', 'identity_map') }}
 ),
 
-keys as (
-    select identifier_type, identifier_value, user_key
-    from {{ source('identity', 'identity_map') }}
-    where not is_shared
+-- The newest landed file that touched each order, through a snapshot or one of its lines.
+landed as (
+    select order_id, max(file_seq) as file_seq
+    from (
+        select order_id, file_seq from {{ ref('stg_crm__order_snapshots') }}
+        union all
+        select order_id, file_seq from {{ source('raw', 'order_items') }}
+    ) as touches
+    group by order_id
+),
+
+{% if is_incremental() %}
+built as (
+    select coalesce(max(file_seq), 0) as file_seq, coalesce(max(identity_version), 0) as identity_version
+    from {{ this }}
+),
+
+rekeyed as (
+    select identifier_type, identifier_value
+    from keys
+    where changed_in_run > (select identity_version from built)
+),
+{% endif %}
+
+orders as (
+    select latest.*, landed.file_seq
+    from {{ ref('stg_crm__orders') }} as latest
+    inner join landed on landed.order_id = latest.order_id
+    {% if is_incremental() %}
+    where landed.file_seq > (select file_seq from built)
+        or latest.user_id in (select identifier_value from rekeyed where identifier_type = 'user_id')
+        or latest.phone_hash in (select identifier_value from rekeyed where identifier_type = 'phone')
+    {% endif %}
 ),
 
 items as (
@@ -17,7 +56,10 @@ items as (
 
 select
     orders.order_id,
-    coalesce(by_user.user_key, by_phone.user_key) as user_key,
+    coalesce(
+        case when not by_user.is_shared then by_user.user_key end,
+        case when not by_phone.is_shared then by_phone.user_key end
+    ) as user_key,
     orders.user_id as crm_user_id,
     orders.store_id,
     orders.channel,
@@ -31,7 +73,9 @@ select
     coalesce(items.item_quantity, 0) as item_quantity,
     orders.ordered_at,
     {{ local_date('orders.ordered_at') }} as ordered_date,
-    orders.updated_at
+    orders.updated_at,
+    orders.file_seq,
+    greatest(coalesce(by_user.changed_in_run, 0), coalesce(by_phone.changed_in_run, 0)) as identity_version
 from orders
 left join keys as by_user
     on by_user.identifier_type = 'user_id' and by_user.identifier_value = orders.user_id
