@@ -39,6 +39,20 @@
     element_at({{ list }}, {{ position }})
 {%- endmacro %}
 
+{#- A struct of columns, named after them; structs compare field by field, so min() of one picks a whole row
+    by several ordering columns in one hash aggregate, where row_number() would sort. -#}
+{% macro struct_of(columns) -%}
+    {{ return(adapter.dispatch('struct_of', 'huaxiang')(columns)) }}
+{%- endmacro %}
+
+{% macro default__struct_of(columns) -%}
+    { {%- for column in columns %}'{{ column }}': {{ column }}{{ ", " if not loop.last }}{% endfor -%} }
+{%- endmacro %}
+
+{% macro spark__struct_of(columns) -%}
+    named_struct({%- for column in columns %}'{{ column }}', {{ column }}{{ ", " if not loop.last }}{% endfor -%})
+{%- endmacro %}
+
 {#- UTC timestamp -> wall-clock time in the business timezone (for calendar days and hours). -#}
 {% macro to_local_time(column) -%}
     {{ return(adapter.dispatch('to_local_time', 'huaxiang')(column)) }}

@@ -20,7 +20,9 @@ def result(rows: list[tuple[str, str, str, bool]]) -> IdentityResult:
 
 
 def versions(conn) -> dict[tuple[str, str], int]:
-    rows = conn.execute("select identifier_type, identifier_value, changed_in_run from identity.identity_map").fetchall()
+    rows = conn.execute(
+        "select identifier_type, identifier_value, changed_in_run from identity.identity_map"
+    ).fetchall()
     return {(kind, value): run for kind, value, run in rows}
 
 

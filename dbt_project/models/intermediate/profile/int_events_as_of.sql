@@ -1,4 +1,7 @@
--- Attributed activity up to the end of the as-of day, with local calendar day and hour.
+-- Attributed activity up to the end of the as-of day. A view: a filter over fct_events, which already holds
+-- the local calendar day and hour, so no consumer pays for a copy of the event table.
+{{ config(materialized='view') }}
+
 select
     user_key,
     event_id,
@@ -6,7 +9,7 @@ select
     event_name,
     occurred_at,
     occurred_date,
-    {{ local_hour('occurred_at') }} as occurred_hour,
+    occurred_hour,
     channel,
     wechat_scene,
     referrer_type,

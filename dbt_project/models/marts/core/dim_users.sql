@@ -32,27 +32,26 @@ crm as (
         on keys.identifier_type = 'user_id' and keys.identifier_value = users.user_id
 ),
 
-ordered_events as (
+-- First and last event with a channel, per person: struct min/max pick whole rows by (occurred_at, event_id)
+-- in one hash aggregate, where two row_number() windows would sort the event table twice.
+event_touches as (
     select
         user_key,
-        channel,
-        wechat_scene,
-        province,
-        city,
-        row_number() over (partition by user_key order by occurred_at, event_id) as first_rank,
-        row_number() over (partition by user_key order by occurred_at desc, event_id desc) as last_rank
+        min({{ struct_of(['occurred_at', 'event_id', 'channel', 'wechat_scene']) }}) as first_event,
+        max({{ struct_of(['occurred_at', 'event_id', 'province', 'city']) }}) as last_event
     from {{ ref('fct_events') }}
     where user_key is not null and channel is not null
+    group by user_key
 ),
 
 first_touch as (
-    select user_key, channel as first_channel, wechat_scene as first_scene
-    from ordered_events where first_rank = 1
+    select user_key, first_event.channel as first_channel, first_event.wechat_scene as first_scene
+    from event_touches
 ),
 
 last_location as (
-    select user_key, province, city
-    from ordered_events where last_rank = 1
+    select user_key, last_event.province as province, last_event.city as city
+    from event_touches
 ),
 
 first_order_channel as (

@@ -5,6 +5,7 @@
     materialized=incremental_if_supported(),
     unique_key='event_id',
     incremental_strategy='delete+insert',
+    on_schema_change='fail',
 ) }}
 {{ require_watermark_columns(['file_seq', 'identity_version']) }}
 
@@ -27,7 +28,8 @@ rekeyed as (
 {% endif %}
 
 events as (
-    select * from {{ ref('stg_segment__events') }}
+    select *, {{ to_local_time('occurred_at') }} as occurred_local
+    from {{ ref('stg_segment__events') }}
     {% if is_incremental() %}
     where file_seq > (select file_seq from built)
         or user_id in (select identifier_value from rekeyed where identifier_type = 'user_id')
@@ -46,7 +48,8 @@ select
     events.event_type,
     events.event_name,
     events.occurred_at,
-    {{ local_date('events.occurred_at') }} as occurred_date,
+    cast(events.occurred_local as date) as occurred_date,
+    extract(hour from events.occurred_local) as occurred_hour,
     events.channel,
     events.wechat_scene,
     events.campaign_name,

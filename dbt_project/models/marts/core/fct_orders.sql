@@ -5,6 +5,7 @@
     materialized=incremental_if_supported(),
     unique_key='order_id',
     incremental_strategy='delete+insert',
+    on_schema_change='fail',
 ) }}
 {{ require_watermark_columns(['file_seq', 'identity_version']) }}
 

@@ -30,15 +30,6 @@ numbered as (
             partition by user_key order by occurred_at, event_id rows between unbounded preceding and current row
         ) as session_number
     from flagged
-),
-
-with_entry as (
-    select
-        *,
-        first_value(channel) over (
-            partition by user_key, session_number order by occurred_at, event_id
-        ) as entry_channel
-    from numbered
 )
 
 select
@@ -46,11 +37,12 @@ select
         as session_id,
     user_key,
     session_number,
-    entry_channel,
+    -- the channel of the session's first event (a struct min instead of one more window sort)
+    min({{ struct_of(['occurred_at', 'event_id', 'channel']) }}).channel as entry_channel,
     min(occurred_at) as started_at,
     max(occurred_at) as ended_at,
     count(*) as event_count,
     {{ dbt.datediff('min(occurred_at)', 'max(occurred_at)', 'second') }} as session_length_seconds,
     coalesce(sum(duration_seconds), 0) as dwell_seconds
-from with_entry
-group by user_key, session_number, entry_channel
+from numbered
+group by user_key, session_number

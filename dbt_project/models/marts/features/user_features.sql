@@ -103,16 +103,13 @@ event_stats as (
 ),
 
 last_channel as (
-    select user_key, channel as last_channel
+    select user_key, latest.channel as last_channel
     from (
-        select
-            user_key,
-            channel,
-            row_number() over (partition by user_key order by occurred_at desc, event_id desc) as recency_rank
+        select user_key, max({{ struct_of(['occurred_at', 'event_id', 'channel']) }}) as latest
         from events
         where channel is not null
-    ) ranked
-    where recency_rank = 1
+        group by user_key
+    ) as latest_events
 ),
 
 session_stats as (

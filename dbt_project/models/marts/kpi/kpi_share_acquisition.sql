@@ -27,13 +27,14 @@ share_visits as (
     where events.referrer_type = 'share'
 ),
 
+-- Each person's first event (struct min by occurred_at, event_id: an aggregate, not a sort of all events).
 first_events as (
-    select
-        event_id,
-        user_key,
-        occurred_at,
-        row_number() over (partition by user_key order by occurred_at, event_id) as event_rank
-    from events
+    select user_key, first_event.event_id as event_id, first_event.occurred_at as occurred_at
+    from (
+        select user_key, min({{ struct_of(['occurred_at', 'event_id']) }}) as first_event
+        from events
+        group by user_key
+    ) as firsts
 ),
 
 first_paid_orders as (
@@ -51,8 +52,7 @@ brought as (
     from first_events
     inner join share_visits on share_visits.event_id = first_events.event_id
     left join first_paid_orders on first_paid_orders.user_key = first_events.user_key
-    where first_events.event_rank = 1
-        and share_visits.sharer_key is not null
+    where share_visits.sharer_key is not null
         and share_visits.sharer_key <> share_visits.visitor_key
         and (
             first_paid_orders.first_paid_at is null

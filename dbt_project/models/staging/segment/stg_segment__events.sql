@@ -4,6 +4,7 @@
     materialized=incremental_if_supported(),
     unique_key='event_id',
     incremental_strategy='delete+insert',
+    on_schema_change='fail',
 ) }}
 {{ require_watermark_columns(['file_seq']) }}
 
