@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -10,6 +11,17 @@ from zoneinfo import ZoneInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEV_PII_SALT = "huaxiang-dev-salt-do-not-use-in-production"
+# DuckDB's own default is 80% of RAM per process; with dbt and the Python assets each holding a database
+# process, a bound makes large joins and window sorts spill to disk instead of growing the run past it.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
+
+
+def duckdb_memory_limit() -> str:
+    """HUAXIANG_DUCKDB_MEMORY_LIMIT (e.g. 3GB, 512MB), checked so it can be written into a SET statement."""
+    limit = os.environ.get("HUAXIANG_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit.strip()):
+        raise ValueError(f"HUAXIANG_DUCKDB_MEMORY_LIMIT={limit!r} is not a size such as 3GB or 512MB")
+    return limit.strip()
 
 
 @dataclass(frozen=True)
