@@ -13,7 +13,9 @@ Preprocessing (learnt on the population being fitted, stored in the model):
   skewness exceeds `skew_threshold`.
 
 Samples are taken by a fixed hash of `user_key`, not by row position: shuffled input gives the same
-model, and a refresh that adds a few users fits on almost the same sample.
+model, and a refresh that adds a few users fits on almost the same sample. For populations too large to hold,
+`choose_model` decides on a sample alone (everything above is then learnt from the sample) and
+`assign_clusters` + `with_sizes` apply the model unchanged to the population one batch at a time.
 
 Stable ids, the rule the warehouse relies on:
 1. A first fit numbers its clusters 0..k-1 by size in the fitting sample, largest first.
@@ -386,13 +388,17 @@ def fit_model(
     return model, diagnostics
 
 
-def _with_sizes(
-    diagnostics: dict[str, Any], model: ClusterModel, assignments: pd.DataFrame
-) -> dict[str, Any]:
-    """Add the population size per cluster id (zeros included) and the degeneracy verdict."""
-    counts = assignments[CLUSTER_ID].value_counts()
+def with_sizes(diagnostics: dict[str, Any], model: ClusterModel, counts: Mapping[int, int]) -> dict[str, Any]:
+    """Add the population size per cluster id (zeros included) and the degeneracy verdict.
+
+    `counts` is people per cluster id, e.g. summed over the batches the population was assigned in.
+    """
     sizes = {int(i): int(counts.get(i, 0)) for i in sorted(model.cluster_ids)}
     return {**diagnostics, "sizes": sizes, "degenerate_reasons": degenerate_reasons(sizes)}
+
+
+def _with_sizes(diagnostics: dict[str, Any], model: ClusterModel, assignments: pd.DataFrame) -> dict[str, Any]:
+    return with_sizes(diagnostics, model, assignments[CLUSTER_ID].value_counts().to_dict())
 
 
 def fit_clusters(
@@ -457,23 +463,18 @@ def relabel(model: ClusterModel, mapping: Mapping[int, int]) -> ClusterModel:
 
 
 def _adopt_fresh_model(
-    fresh: ClusterModel,
-    fresh_diagnostics: dict[str, Any],
-    previous_model: ClusterModel,
-    frame: pd.DataFrame,
-    config: ClusteringConfig,
-) -> tuple[ClusterModel, pd.DataFrame, dict[str, Any]]:
-    """Carry previous ids over to a fresh fit, assign everyone, record which ids appeared or retired."""
+    fresh: ClusterModel, fresh_diagnostics: dict[str, Any], previous_model: ClusterModel, config: ClusteringConfig
+) -> tuple[ClusterModel, dict[str, Any]]:
+    """Carry previous ids over to a fresh fit and record which ids appeared or retired."""
     mapping = match_to_previous(fresh, previous_model, config.max_match_distance)
     model = relabel(fresh, mapping)
-    assignments = assign_clusters(model, frame, config.batch_size)
     diagnostics = {
         **fresh_diagnostics,
         "id_mapping": {int(k): int(v) for k, v in mapping.items()},
         "new_cluster_ids": sorted(set(model.cluster_ids) - set(previous_model.cluster_ids)),
         "retired_cluster_ids": sorted(set(previous_model.cluster_ids) - set(model.cluster_ids)),
     }
-    return model, assignments, _with_sizes(diagnostics, model, assignments)
+    return model, diagnostics
 
 
 def refit_and_match(
@@ -485,7 +486,9 @@ def refit_and_match(
     """Fit afresh on today's users, then carry the previous ids over to the matching new clusters."""
     columns = previous_model.feature_columns if feature_columns is None else tuple(feature_columns)
     fresh, fresh_diagnostics = fit_model(frame, columns, config)
-    return _adopt_fresh_model(fresh, fresh_diagnostics, previous_model, frame, config)
+    model, diagnostics = _adopt_fresh_model(fresh, fresh_diagnostics, previous_model, config)
+    assignments = assign_clusters(model, frame, config.batch_size)
+    return model, assignments, _with_sizes(diagnostics, model, assignments)
 
 
 def compare_partitions(
@@ -499,26 +502,30 @@ def compare_partitions(
     return _silhouette(points, previous_labels, config), _silhouette(points, fresh_labels, config)
 
 
-def assign_with_previous(
+def choose_model(
     previous_model: ClusterModel | None,
-    frame: pd.DataFrame,
+    sample: pd.DataFrame,
     feature_columns: Sequence[str] | None = None,
     config: ClusteringConfig = ClusteringConfig(),
-) -> tuple[ClusterModel, pd.DataFrame, dict[str, Any]]:
-    """Refresh entry point: keep the previous model unless a fresh fit is clearly better (then match ids)."""
+) -> tuple[ClusterModel, dict[str, Any]]:
+    """The refresh decision on a sample of users: first fit, keep the previous model, or refit and match ids.
+
+    Everything learnt (imputation, log columns, indicators, scaler, centroids) comes from `sample`; the model
+    is then applied unchanged to every user, in batches if need be (assign_clusters, then with_sizes).
+    """
     if previous_model is None:
         if feature_columns is None:
             raise ValueError("feature_columns are required when there is no previous model")
-        model, assignments, diagnostics = fit_clusters(frame, feature_columns, config)
-        return model, assignments, {**diagnostics, "decision": "first_fit"}
+        model, diagnostics = fit_model(sample, feature_columns, config)
+        return model, {**diagnostics, "decision": "first_fit"}
 
     columns = previous_model.feature_columns if feature_columns is None else tuple(feature_columns)
-    fresh, fresh_diagnostics = fit_model(frame, columns, config)
+    fresh, fresh_diagnostics = fit_model(sample, columns, config)
     if columns != previous_model.feature_columns:
         previous_silhouette, fresh_silhouette = float("nan"), float("nan")
         refit = True
     else:
-        previous_silhouette, fresh_silhouette = compare_partitions(previous_model, fresh, frame, config)
+        previous_silhouette, fresh_silhouette = compare_partitions(previous_model, fresh, sample, config)
         margin = config.refit_silhouette_margin
         refit = bool(np.isnan(previous_silhouette) or fresh_silhouette > previous_silhouette + margin)
     evidence = {
@@ -530,18 +537,25 @@ def assign_with_previous(
     }
     if refit:
         return _adopt_fresh_model(
-            fresh,
-            {**fresh_diagnostics, **evidence, "decision": "refit_and_match"},
-            previous_model,
-            frame,
-            config,
+            fresh, {**fresh_diagnostics, **evidence, "decision": "refit_and_match"}, previous_model, config
         )
-    assignments = assign_clusters(previous_model, frame, config.batch_size)
     diagnostics = {
         **evidence,
         "decision": "keep_previous",
         "chosen_k": previous_model.k,
         "silhouette": previous_silhouette,
-        "n_users": len(frame),
+        "n_users": len(sample),
     }
-    return previous_model, assignments, _with_sizes(diagnostics, previous_model, assignments)
+    return previous_model, diagnostics
+
+
+def assign_with_previous(
+    previous_model: ClusterModel | None,
+    frame: pd.DataFrame,
+    feature_columns: Sequence[str] | None = None,
+    config: ClusteringConfig = ClusteringConfig(),
+) -> tuple[ClusterModel, pd.DataFrame, dict[str, Any]]:
+    """Refresh entry point: keep the previous model unless a fresh fit is clearly better (then match ids)."""
+    model, diagnostics = choose_model(previous_model, frame, feature_columns, config)
+    assignments = assign_clusters(model, frame, config.batch_size)
+    return model, assignments, _with_sizes(diagnostics, model, assignments)

@@ -250,6 +250,12 @@ def stage_transitions(
     )
     counts = pairs.groupby(["from_stage", "to_stage"]).size().rename("users").reset_index()
     counts["users"] = counts["users"].astype("int64")
+    return order_transitions(counts)
+
+
+def order_transitions(counts: pd.DataFrame) -> pd.DataFrame:
+    """Transition counts in lifecycle order of (from_stage, to_stage), however they were counted."""
+    counts = counts.sort_values(["from_stage", "to_stage"], kind="stable")
     sort_key = counts["from_stage"].map(_stage_order) * 100 + counts["to_stage"].map(_stage_order)
     return counts.iloc[np.argsort(sort_key.to_numpy(), kind="stable")].reset_index(drop=True)
 

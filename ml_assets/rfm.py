@@ -9,6 +9,7 @@ that BI filters can use. :func:`rfm_rules_markdown` renders these rules for the 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 import numpy as np
@@ -149,35 +150,111 @@ def _exact_values(column: pd.Series, name: str) -> np.ndarray:
     return floats
 
 
-def at_or_above_mean(values: np.ndarray) -> np.ndarray:
-    """Flag values >= their mean, tested as value * n >= sum so that a value exactly at the mean counts.
-
-    Exact for integers and Decimal (Python ints / a 60-digit Decimal context); for floats the sum is
-    math.fsum (correctly rounded), which avoids the extra rounding of dividing by n.
-    """
-    count = len(values)
+def exact_total(values: np.ndarray) -> int | float | Decimal:
+    """The sum that at_or_above_mean compares against: exact for integers and Decimal, math.fsum for floats."""
     if values.dtype == object:
         with localcontext() as context:
             context.prec = 60
-            total = sum(values, Decimal(0))
-            return np.array([value * count >= total for value in values], dtype=bool)
+            return sum(values, Decimal(0))
     if np.issubdtype(values.dtype, np.integer):
-        if count and int(np.abs(values).max()) * count < 2**62:  # no int64 overflow in value * n or the sum
-            return values * count >= values.sum()
-        total = sum(int(value) for value in values)
+        return sum(int(value) for value in values)
+    return math.fsum(values)
+
+
+def at_or_above_mean(
+    values: np.ndarray, count: int | None = None, total: int | float | Decimal | None = None
+) -> np.ndarray:
+    """Flag values >= their mean, tested as value * n >= sum so that a value exactly at the mean counts.
+
+    Exact for integers and Decimal (Python ints / a 60-digit Decimal context); for floats the sum is
+    math.fsum (correctly rounded), which avoids the extra rounding of dividing by n. `count` and `total`
+    (from exact_total) default to the values' own; pass the population's to flag a batch of it. The type of
+    `total` decides the arithmetic, so a batch compares exactly as the whole population would.
+    """
+    if count is None or total is None:
+        count, total = len(values), exact_total(values)
+    if isinstance(total, Decimal):
+        with localcontext() as context:
+            context.prec = 60
+            return np.array([Decimal(value) * count >= total for value in values], dtype=bool)
+    if isinstance(total, int):
+        if count and len(values) and int(np.abs(values).max()) * count < 2**62 and abs(total) < 2**62:
+            return values.astype(np.int64) * count >= total
         return np.array([int(value) * count >= total for value in values], dtype=bool)
-    return values * count >= math.fsum(values)
+    return np.asarray(values, dtype=np.float64) * count >= total
 
 
-def customer_types(recency: np.ndarray, frequency: np.ndarray, monetary: np.ndarray) -> np.ndarray:
-    """Chinese 8-type label from R, F, M each against the buyers' mean (exactly at the mean is high)."""
-    recent = at_or_above_mean(-recency)
-    frequent = at_or_above_mean(frequency)
-    big_spender = at_or_above_mean(monetary)
+def customer_types(
+    recency: np.ndarray,
+    frequency: np.ndarray,
+    monetary: np.ndarray,
+    population: RfmPopulation | None = None,
+) -> np.ndarray:
+    """Chinese 8-type label from R, F, M each against the buyers' mean (exactly at the mean is high).
+
+    The means are those of `population` when given (scoring a batch), else of the values passed.
+    """
+    if population is None:
+        recent = at_or_above_mean(-recency)
+        frequent = at_or_above_mean(frequency)
+        big_spender = at_or_above_mean(monetary)
+    else:
+        r, f, m = population.recency, population.frequency, population.monetary
+        recent = at_or_above_mean(-recency, r.count, -r.total)
+        frequent = at_or_above_mean(frequency, f.count, f.total)
+        big_spender = at_or_above_mean(monetary, m.count, m.total)
     by_flags = np.empty((2, 2, 2), dtype=object)
     for (r_high, f_high, m_high), label in CUSTOMER_TYPES.items():
         by_flags[int(r_high), int(f_high), int(m_high)] = label
     return by_flags[recent.astype(int), frequent.astype(int), big_spender.astype(int)]
+
+
+@dataclass(frozen=True)
+class MeasureCutoffs:
+    """What scoring one of R, F, M needs from all buyers, so that buyers can be scored a batch at a time.
+
+    Bins rise with the value (min-rank, then equal-width rank bins), so each bin is a range of values:
+    `upper_values[i]` is the largest buyer value in bin `bins[i]`, ascending (bins nobody fell into are
+    absent). `count` and `total` (exact_total) give the mean for the 高/低 test.
+    """
+
+    upper_values: tuple
+    bins: tuple[int, ...]
+    count: int
+    total: int | float | Decimal
+
+    def bins_of(self, values: np.ndarray) -> np.ndarray:
+        """Bin of each value; every value must be one of the population's (a larger one has no bin)."""
+        positions = np.searchsorted(np.asarray(self.upper_values), values, side="left")
+        if len(values) and positions.max() >= len(self.bins):
+            raise ValueError("a value above every bin of the population: were the cutoffs computed on other data?")
+        return np.asarray(self.bins, dtype=np.int64)[positions]
+
+
+@dataclass(frozen=True)
+class RfmPopulation:
+    """Cutoffs of recency, frequency and monetary over every buyer."""
+
+    recency: MeasureCutoffs
+    frequency: MeasureCutoffs
+    monetary: MeasureCutoffs
+
+
+def measure_cutoffs(values: np.ndarray) -> MeasureCutoffs:
+    """Cutoffs of one measure from all buyers' values (as _exact_values returns them)."""
+    bins = equal_width_rank_bins(min_rank(values))
+    present = np.unique(bins)
+    uppers = tuple(values[bins == b].max() for b in present)
+    return MeasureCutoffs(uppers, tuple(int(b) for b in present), len(values), exact_total(values))
+
+
+def rfm_population(customers: pd.DataFrame) -> RfmPopulation:
+    """Cutoffs of R, F and M over the buyers of a whole per-person frame."""
+    _check_input(customers)
+    buyers = customers.loc[(pd.to_numeric(customers["frequency"]).fillna(0) > 0).to_numpy()]
+    return RfmPopulation(
+        *(measure_cutoffs(_exact_values(buyers[c], c)) for c in ("recency_days", "frequency", "monetary"))
+    )
 
 
 def _check_input(customers: pd.DataFrame) -> None:
@@ -189,22 +266,24 @@ def _check_input(customers: pd.DataFrame) -> None:
         raise ValueError("RFM input has duplicate user_key values; expected one row per person")
 
 
-def score_rfm(customers: pd.DataFrame) -> pd.DataFrame:
+def score_rfm(customers: pd.DataFrame, population: RfmPopulation | None = None) -> pd.DataFrame:
     """Add r/f/m scores, rfm_cell, rfm_segment, value_tier and rfm_customer_type to a per-person frame.
 
-    Scores use the reference method (min-rank, equal-width rank bins, R reversed) over buyers only.
+    Scores use the reference method (min-rank, equal-width rank bins, R reversed) over buyers only: over the
+    buyers of `customers`, or over all buyers `population` describes when the frame is one batch of them.
     """
     _check_input(customers)
     scored = customers.copy()
-    is_buyer = (pd.to_numeric(scored["frequency"]).fillna(0) > 0).to_numpy()
+    is_buyer = (pd.to_numeric(scored["frequency"]).fillna(0) > 0).to_numpy(dtype=bool)
     buyers = scored.loc[is_buyer]
+    population = population or rfm_population(customers)
 
     recency = _exact_values(buyers["recency_days"], "recency_days")
     frequency = _exact_values(buyers["frequency"], "frequency")
     monetary = _exact_values(buyers["monetary"], "monetary")
-    r_scores = quintile_scores(recency, higher_is_better=False)
-    f_scores = quintile_scores(frequency)
-    m_scores = quintile_scores(monetary)
+    r_scores = SCORE_BINS + 1 - population.recency.bins_of(recency)
+    f_scores = population.frequency.bins_of(frequency)
+    m_scores = population.monetary.bins_of(monetary)
 
     for column, values in zip(SCORE_COLUMNS, (r_scores, f_scores, m_scores), strict=True):
         scored[column] = _place_scores(values, is_buyer, scored.index)
@@ -212,7 +291,7 @@ def score_rfm(customers: pd.DataFrame) -> pd.DataFrame:
         "rfm_cell": (_CELL_ARRAY[r_scores, f_scores, m_scores], None),
         "rfm_segment": (_SEGMENT_ARRAY[r_scores, f_scores, m_scores], NON_BUYER_SEGMENT),
         "value_tier": (value_tier_for_scores(f_scores, m_scores), None),
-        "rfm_customer_type": (customer_types(recency, frequency, monetary), None),
+        "rfm_customer_type": (customer_types(recency, frequency, monetary, population), None),
     }
     for column, (buyer_values, non_buyer_value) in labels.items():
         scored[column] = _place_labels(buyer_values, is_buyer, non_buyer_value, scored.index)
@@ -235,16 +314,25 @@ def _place_labels(
     return pd.Series(filled, dtype="str", index=index)
 
 
+def segment_totals(scored: pd.DataFrame) -> pd.DataFrame:
+    """Buyers and revenue per segment (every segment, zeros included), unrounded so batches can be added up."""
+    buyers = scored[scored["rfm_segment"].isin(SEGMENTS)]
+    grouped = pd.DataFrame({"segment": buyers["rfm_segment"].astype(str), "revenue": buyers["monetary"].map(float)})
+    totals = grouped.groupby("segment").agg(customers=("revenue", "size"), revenue=("revenue", "sum"))
+    totals = totals.reindex(list(SEGMENTS), fill_value=0).rename_axis("segment")
+    return totals.astype({"customers": "int64", "revenue": "float64"})
+
+
 def segment_summary(scored: pd.DataFrame) -> pd.DataFrame:
     """Customers and revenue per segment (buyers only), with percentages rounded to 2 places like reports."""
-    buyers = scored[scored["rfm_segment"].isin(SEGMENTS)]
-    revenue = buyers["monetary"].map(float)
-    grouped = pd.DataFrame({"segment": buyers["rfm_segment"].astype(str), "revenue": revenue})
-    summary = grouped.groupby("segment").agg(customers=("revenue", "size"), revenue=("revenue", "sum"))
-    summary = summary.reindex(list(SEGMENTS), fill_value=0).rename_axis("segment").reset_index()
-    summary["customers"] = summary["customers"].astype("int64")
+    return summarise_segments(segment_totals(scored))
+
+
+def summarise_segments(totals: pd.DataFrame) -> pd.DataFrame:
+    """segment_summary from segment_totals, which may be summed over batches of people."""
+    summary = totals.reset_index()
     summary["revenue"] = summary["revenue"].round(2)
-    summary["customer_pct"] = (100 * summary["customers"] / max(len(buyers), 1)).round(2)
+    summary["customer_pct"] = (100 * summary["customers"] / max(int(summary["customers"].sum()), 1)).round(2)
     total_revenue = summary["revenue"].sum()
     summary["revenue_pct"] = (100 * summary["revenue"] / total_revenue).round(2) if total_revenue else 0.0
     return summary[["segment", "customers", "customer_pct", "revenue", "revenue_pct"]]

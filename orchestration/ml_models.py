@@ -22,15 +22,25 @@ from sklearn.metrics import adjusted_rand_score
 from ml_assets.clustering import (
     ClusteringConfig,
     ClusterModel,
-    assign_with_previous,
+    assign_clusters,
+    choose_model,
     degenerate_reasons,
+    with_sizes,
 )
 from ml_assets.clv import backtest_bgnbd, fit_bgnbd, fit_gamma_gamma, rfm_summary, score_customers
 from ml_assets.personas import PersonaConfig, describe_clusters
 from ml_assets.recommend import evaluate_holdout, recommend
 from ml_assets.rules import ITEM_SEPARATOR, association_rules, frequent_itemsets
 from orchestration.ml import markdown_table
-from orchestration.resources import HuaxiangResource, replace_table, table_exists
+from orchestration.resources import (
+    DEFAULT_BATCH_SIZE,
+    HuaxiangResource,
+    batch_writer,
+    iter_frames,
+    replace_table,
+    table_exists,
+    whole_groups,
+)
 
 USER_FEATURES = dg.AssetKey(["marts", "user_features"])
 DIM_USERS = dg.AssetKey(["marts", "dim_users"])
@@ -100,8 +110,29 @@ select
 from marts.user_features as features
 left join intermediate.int_user_consents as consents on consents.user_key = features.user_key
 left join activity_months on activity_months.user_key = features.user_key
-order by features.user_key
 """
+CONSENTING_BEHAVIOUR_SQL = f"select * from ({BEHAVIOUR_SQL}) where has_profiling_consent order by user_key"
+WITHOUT_PROFILING_CONSENT_SQL = """
+select count(*)
+from marts.user_features as features
+left join intermediate.int_user_consents as consents on consents.user_key = features.user_key
+where not coalesce(consents.has_profiling_consent, true)
+"""
+
+
+def behaviour_sample_sql(size: int) -> str:
+    """The consenting people whose md5(user_key) is among the `size` smallest, in user_key order.
+
+    Like the model's own hash sample: independent of row order and stable across refreshes, and md5 (unlike
+    DuckDB's hash()) does not change between DuckDB versions. A repeatable reservoir sample depends on the
+    table's row order, so a rewritten table would give another sample.
+    """
+    if size < 1:
+        raise ValueError("the sample size must be positive")
+    return (
+        f"select * from (select * from ({BEHAVIOUR_SQL}) where has_profiling_consent"
+        f" order by md5_number(user_key), user_key limit {int(size)}) order by user_key"
+    )
 
 
 def markdown_records(frame: pd.DataFrame, max_rows: int = 30) -> dg.MetadataValue:
@@ -149,7 +180,7 @@ def behavioural_features(people: pd.DataFrame) -> pd.DataFrame:
 
 def read_behaviour(conn: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, int]:
     """Behavioural features of the people with profiling consent, and how many people lack it."""
-    people = conn.execute(BEHAVIOUR_SQL).df()
+    people = conn.execute(f"select * from ({BEHAVIOUR_SQL}) order by user_key").df()
     consented = people[people["has_profiling_consent"].astype(bool)].reset_index(drop=True)
     return behavioural_features(consented), len(people) - len(consented)
 
@@ -162,6 +193,7 @@ class UserClustersConfig(dg.Config):
     selection_sample_size: int = ClusteringConfig.selection_sample_size
     silhouette_sample_size: int = ClusteringConfig.silhouette_sample_size
     fit_sample_size: int = ClusteringConfig.fit_sample_size
+    batch_size: int = ClusteringConfig.batch_size
     n_init: int = ClusteringConfig.n_init
     random_state: int = ClusteringConfig.random_state
     refit_silhouette_margin: float = ClusteringConfig.refit_silhouette_margin
@@ -221,14 +253,13 @@ def planted_persona_agreement(
     return float(adjusted_rand_score(repeat["persona"], repeat["cluster_id"])), len(repeat)
 
 
-def planted_cluster_metadata(
-    landing_dir: Path, conn: duckdb.DuckDBPyConnection, clusters: pd.DataFrame
-) -> dict[str, dg.MetadataValue]:
+def planted_cluster_metadata(landing_dir: Path, conn: duckdb.DuckDBPyConnection) -> dict[str, dg.MetadataValue]:
     """On generated data, how well clusters recover the planted personas; nothing otherwise."""
     truth_file = landing_dir / "_truth" / "persons.csv"
     if not truth_file.exists():
         return {}
     truth = pd.read_csv(truth_file, dtype=str, keep_default_na=False)
+    clusters = conn.execute("select user_key, cluster_id from ml.user_clusters").df()
     crm_keys = conn.execute(
         "select identifier_value as crm_user_id, user_key from identity.identity_map"
         " where identifier_type = 'user_id' and not is_shared"
@@ -266,17 +297,27 @@ def silhouette_table(diagnostics: Mapping[str, Any]) -> pd.DataFrame:
     ]
 )
 def user_clusters(huaxiang: HuaxiangResource, config: UserClustersConfig):
-    """KMeans on behavioural rates and shares, refreshed against the stored model so ids stay stable."""
+    """KMeans on behavioural rates and shares, refreshed against the stored model so ids stay stable.
+
+    The model is fitted on a bounded hash sample of the consenting people, then everyone is assigned to it a
+    batch at a time, so memory does not grow with the population.
+    """
+    clustering = config.to_clustering_config()
+    counts = pd.Series(dtype="int64")
     with huaxiang.connect() as conn:
-        behaviour, without_consent = read_behaviour(conn)
+        sample = behavioural_features(conn.execute(behaviour_sample_sql(clustering.fit_sample_size)).df())
         previous_model, history = read_latest_cluster_model(conn)
-        model, assignments, diagnostics = assign_with_previous(
-            previous_model, behaviour, BEHAVIOUR_COLUMNS, config.to_clustering_config()
-        )
-        history = append_model_run(history, model, diagnostics, huaxiang.as_of_date())
-        replace_table(conn, "ml.user_clusters", assignments)
-        replace_table(conn, "ml.cluster_models", history)
-        planted = planted_cluster_metadata(huaxiang.settings.landing_dir, conn, assignments)
+        model, diagnostics = choose_model(previous_model, sample, BEHAVIOUR_COLUMNS, clustering)
+        with batch_writer(conn) as writer:
+            for people in iter_frames(conn, CONSENTING_BEHAVIOUR_SQL, clustering.batch_size):
+                assignments = assign_clusters(model, behavioural_features(people), clustering.batch_size)
+                writer.append("ml.user_clusters", assignments)
+                counts = counts.add(assignments["cluster_id"].value_counts(), fill_value=0)
+            diagnostics = with_sizes(diagnostics, model, counts.astype("int64").to_dict())
+            history = append_model_run(history, model, diagnostics, huaxiang.as_of_date())
+            writer.append("ml.cluster_models", history)
+        without_consent = int(conn.execute(WITHOUT_PROFILING_CONSENT_SQL).fetchall()[0][0])
+        planted = planted_cluster_metadata(huaxiang.settings.landing_dir, conn)
     sizes = pd.DataFrame(
         {"cluster_id": list(diagnostics["sizes"]), "people": list(diagnostics["sizes"].values())}
     )
@@ -288,7 +329,8 @@ def user_clusters(huaxiang: HuaxiangResource, config: UserClustersConfig):
             "silhouette": float(diagnostics["silhouette"]),
             "silhouette_by_k": markdown_records(silhouette_table(diagnostics)),
             "sizes": markdown_table(sizes),
-            "people_clustered": len(assignments),
+            "people_clustered": int(sum(diagnostics["sizes"].values())),
+            "people_in_fit_sample": len(sample),
             "people_without_profiling_consent": without_consent,
             "degenerate_reasons": "; ".join(diagnostics["degenerate_reasons"]) or "none",
             **planted,
@@ -399,8 +441,24 @@ select orders.user_key as customer_id, orders.ordered_date::timestamp as occurre
 from intermediate.int_orders_as_of as orders
 inner join intermediate.int_user_consents as consents on consents.user_key = orders.user_key
 where orders.is_paid and consents.has_profiling_consent
-order by customer_id, occurred_at
 """
+# Amount last only so that same-day purchases are summed in one fixed order.
+ORDERED_TRANSACTIONS_SQL = f"{PAID_TRANSACTIONS_SQL} order by customer_id, occurred_at, amount"
+
+
+def clv_sample_sql(customers: int) -> str:
+    """Paid transactions of the `customers` buyers with the smallest md5(user_key), as the clusters sample."""
+    if customers < 1:
+        raise ValueError("the sample size must be positive")
+    return f"""
+    with sampled as (
+        select distinct customer_id from ({PAID_TRANSACTIONS_SQL})
+        order by md5_number(customer_id), customer_id limit {int(customers)}
+    )
+    select * from ({PAID_TRANSACTIONS_SQL}) semi join sampled using (customer_id)
+    order by customer_id, occurred_at, amount
+    """
+
 
 CLV_COLUMNS = [
     "user_key",
@@ -419,6 +477,8 @@ CLV_COLUMNS = [
 
 
 class UserClvConfig(dg.Config):
+    fit_sample_customers: int = 200_000
+    batch_size: int = DEFAULT_BATCH_SIZE
     horizon_weeks: float = 26.0
     holdout_weeks: int = 13
     weekly_discount_rate: float = 0.0
@@ -487,37 +547,52 @@ def backtest_metadata(transactions: pd.DataFrame, as_of, holdout_weeks: int) -> 
     description="P(alive), churn risk and expected value over a horizon per buyer (BG/NBD + Gamma-Gamma).",
 )
 def user_clv(huaxiang: HuaxiangResource, config: UserClvConfig) -> dg.MaterializeResult:
-    """Fit BG/NBD and Gamma-Gamma on paid orders up to the as-of date and score every consented buyer."""
+    """Fit BG/NBD and Gamma-Gamma on paid orders up to the as-of date and score every consented buyer.
+
+    The models (and the backtest) are fitted on at most `fit_sample_customers` buyers, picked by hash; every
+    buyer is then scored a batch of whole customers at a time.
+    """
     as_of = huaxiang.as_of_date()
+    buyers, expected_value, p_alive = 0, 0.0, 0.0
+    bands = pd.Series(dtype="int64")
     with huaxiang.connect() as conn:
-        transactions = conn.execute(PAID_TRANSACTIONS_SQL).df()
-        if transactions.empty:
+        sample = conn.execute(clv_sample_sql(config.fit_sample_customers)).df()
+        if sample.empty:
             replace_table(conn, "ml.user_clv", empty_clv_table())
             return dg.MaterializeResult(metadata={"buyers_scored": 0, "note": "no paid orders to learn from"})
-        summary = rfm_summary(transactions, as_of)
-        bgnbd = fit_bgnbd(summary)
-        gamma_gamma = fit_gamma_gamma(summary)
-        scores = score_customers(
-            summary,
-            bgnbd.params,
-            gamma_gamma.params,
-            horizon=config.horizon_weeks,
-            discount_rate=config.weekly_discount_rate,
-            cut_points=(config.medium_churn_risk_from, config.high_churn_risk_from),
-        )
-        table = clv_table(summary, scores, config.horizon_weeks)
-        replace_table(conn, "ml.user_clv", table)
-    bands = table["churn_risk_band"].value_counts().rename_axis("churn_risk_band").reset_index(name="buyers")
+        fit_summary = rfm_summary(sample, as_of)
+        bgnbd = fit_bgnbd(fit_summary)
+        gamma_gamma = fit_gamma_gamma(fit_summary)
+        with batch_writer(conn) as writer:
+            batches = iter_frames(conn, ORDERED_TRANSACTIONS_SQL, config.batch_size)
+            for transactions in whole_groups(batches, "customer_id"):
+                summary = rfm_summary(transactions, as_of)
+                scores = score_customers(
+                    summary,
+                    bgnbd.params,
+                    gamma_gamma.params,
+                    horizon=config.horizon_weeks,
+                    discount_rate=config.weekly_discount_rate,
+                    cut_points=(config.medium_churn_risk_from, config.high_churn_risk_from),
+                )
+                table = clv_table(summary, scores, config.horizon_weeks)
+                writer.append("ml.user_clv", table)
+                buyers += len(table)
+                expected_value += float(table["expected_value"].sum())
+                p_alive += float(table["p_alive"].sum())
+                bands = bands.add(table["churn_risk_band"].value_counts(), fill_value=0)
+    band_table = bands.astype("int64").rename_axis("churn_risk_band").reset_index(name="buyers")
     return dg.MaterializeResult(
         metadata={
-            "buyers_scored": len(table),
+            "buyers_scored": buyers,
+            "buyers_in_fit_sample": len(fit_summary),
             "horizon_weeks": float(config.horizon_weeks),
-            "total_expected_value": float(table["expected_value"].sum()),
-            "mean_p_alive": float(table["p_alive"].mean()),
-            "churn_risk_bands": markdown_table(bands),
+            "total_expected_value": expected_value,
+            "mean_p_alive": p_alive / buyers,
+            "churn_risk_bands": markdown_table(band_table.sort_values("buyers", ascending=False, kind="stable")),
             **fit_metadata("bgnbd", bgnbd),
             **fit_metadata("gamma_gamma", gamma_gamma),
-            **backtest_metadata(transactions, as_of, config.holdout_weeks),
+            **backtest_metadata(sample, as_of, config.holdout_weeks),
         }
     )
 

@@ -86,17 +86,29 @@ def mark_when_dbt_builds_a_mart(marker: Path) -> None:
 
 
 def pause_after_user_clusters_written(marker: Path) -> None:
-    """Stop inside the user_clusters asset once it stored its assignments and its model, before it returns."""
+    """Stop inside the user_clusters asset once it committed its assignments and its model, before it returns."""
+    from contextlib import contextmanager
+
     from orchestration import ml_models
 
-    original = ml_models.replace_table
+    original = ml_models.batch_writer
 
-    def replace_then_maybe_stop(conn, table, frame):
-        original(conn, table, frame)
-        if table == "ml.cluster_models":
+    @contextmanager
+    def write_then_maybe_stop(conn):
+        written = []
+        with original(conn) as writer:
+            append = writer.append
+
+            def recording_append(table, frame):
+                append(table, frame)
+                written.append(table)
+
+            writer.append = recording_append
+            yield writer
+        if "ml.cluster_models" in written:
             reach(marker, "user-clusters-written", pause=True)
 
-    ml_models.replace_table = replace_then_maybe_stop
+    ml_models.batch_writer = write_then_maybe_stop
 
 
 INSTALLERS = {
