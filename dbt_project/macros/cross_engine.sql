@@ -125,3 +125,14 @@
         {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}
+
+{#- Sums and means of measured seconds, exact and so the same on every run and engine: a parallel double
+    sum adds in whatever order the threads finish, which changes the last bits from run to run. Values are
+    summed as decimals (microsecond precision) and only the result is a double. -#}
+{% macro exact_sum(expression) -%}
+cast(sum(cast({{ expression }} as decimal(38, 6))) as double)
+{%- endmacro %}
+
+{% macro exact_avg(expression) -%}
+{{ exact_sum(expression) }} / nullif(count({{ expression }}), 0)
+{%- endmacro %}

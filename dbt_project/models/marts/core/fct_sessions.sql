@@ -43,6 +43,6 @@ select
     max(occurred_at) as ended_at,
     count(*) as event_count,
     {{ dbt.datediff('min(occurred_at)', 'max(occurred_at)', 'second') }} as session_length_seconds,
-    coalesce(sum(duration_seconds), 0) as dwell_seconds
+    coalesce({{ exact_sum('duration_seconds') }}, 0) as dwell_seconds
 from numbered
 group by user_key, session_number

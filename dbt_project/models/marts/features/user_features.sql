@@ -86,10 +86,10 @@ event_stats as (
         sum(case when event_name = 'Content Viewed' and content_type = 'article' then 1 else 0 end) as article_views,
         sum(case when event_name = 'Content Viewed' and content_type = 'video' then 1 else 0 end) as video_views,
         sum(case when event_name = 'Content Viewed' and content_type = 'live' then 1 else 0 end) as live_views,
-        sum(case when event_name = 'Content Viewed' and content_type = 'video'
-            then coalesce(duration_seconds, 0) else 0 end) as video_seconds,
-        avg(case when event_type in ('page', 'screen') or event_name = 'Content Viewed'
-            then duration_seconds end) as avg_dwell_seconds,
+        {{ exact_sum("case when event_name = 'Content Viewed' and content_type = 'video'
+            then coalesce(duration_seconds, 0) else 0 end") }} as video_seconds,
+        {{ exact_avg("case when event_type in ('page', 'screen') or event_name = 'Content Viewed'
+            then duration_seconds end") }} as avg_dwell_seconds,
         sum(case when event_name in ('Product Shared', 'Content Shared') then 1 else 0 end) as shares_sent,
         sum(case when event_name = 'Group Message Sent' then 1 else 0 end) as group_messages,
         sum(case when event_name = 'Consultation Started' then 1 else 0 end) as consultations,
@@ -117,7 +117,7 @@ session_stats as (
         user_key,
         count(*) as sessions,
         avg(session_length_seconds) as avg_session_seconds,
-        avg(dwell_seconds) as avg_session_dwell_seconds
+        {{ exact_avg('dwell_seconds') }} as avg_session_dwell_seconds
     from {{ ref('fct_sessions') }}
     where {{ local_date('started_at') }} <= {{ as_of_date() }}
     group by user_key
