@@ -2,7 +2,7 @@
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -36,6 +36,14 @@ class PipelineRun:
 
     def truth(self, name: str) -> pd.DataFrame:
         return pd.read_csv(self.truth_dir / name, dtype=str, keep_default_na=False)
+
+    def private_copy(self, root: Path) -> Settings:
+        """Settings for a copy of this run's warehouse (and its WAL) in `root`, for tests that write to it."""
+        source = self.settings.warehouse_path
+        for path in (source, source.with_name(source.name + ".wal")):
+            if path.exists():
+                shutil.copyfile(path, root / path.name)
+        return replace(self.settings, warehouse_path=root / source.name)
 
 
 def settings_for(root: Path, landing: Path, as_of: date) -> Settings:

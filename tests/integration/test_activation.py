@@ -3,10 +3,9 @@
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -70,11 +69,7 @@ def build_activation_models(settings: Settings, target_dir: Path) -> subprocess.
 def activation_run(pipeline_run, tmp_path_factory) -> ActivationRun:
     """The activation assets twice (to see assignment is stable), then the dbt layer, on a private copy."""
     root = tmp_path_factory.mktemp("activation")
-    source = pipeline_run.settings.warehouse_path
-    for path in (source, source.with_name(source.name + ".wal")):
-        if path.exists():
-            shutil.copyfile(path, root / path.name)
-    settings = replace(pipeline_run.settings, warehouse_path=root / source.name)
+    settings = pipeline_run.private_copy(root)
     resources = {"huaxiang": HuaxiangResource.from_settings(settings)}
     first = dg.materialize(activation_assets, resources=resources)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:

@@ -1,7 +1,6 @@
 """The per-person ML assets give the same tables whether people come in one batch or in batches of 37."""
 
-import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import dagster as dg
 import duckdb
@@ -68,11 +67,7 @@ def metadata_by_asset(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
 def batch_runs(pipeline_run, tmp_path_factory) -> BatchRuns:
     """The four assets with default settings, then with batches of 37 and small fit samples, on a copy."""
     root = tmp_path_factory.mktemp("ml_batching")
-    source = pipeline_run.settings.warehouse_path
-    for path in (source, source.with_name(source.name + ".wal")):
-        if path.exists():
-            shutil.copyfile(path, root / path.name)
-    settings = replace(pipeline_run.settings, warehouse_path=root / source.name)
+    settings = pipeline_run.private_copy(root)
     resources = {"huaxiang": HuaxiangResource.from_settings(settings)}
     default = dg.materialize(ASSETS, resources=resources)
     assert default.success

@@ -2,8 +2,7 @@
 
 import json
 import math
-import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import dagster as dg
 import duckdb
@@ -67,11 +66,7 @@ def read_clusters(settings: Settings) -> pd.DataFrame:
 def model_run(pipeline_run, tmp_path_factory) -> ModelRun:
     """Every ML asset and check once, then the clusters again, on a private copy of the shared warehouse."""
     root = tmp_path_factory.mktemp("ml_models")
-    source = pipeline_run.settings.warehouse_path
-    for path in (source, source.with_name(source.name + ".wal")):
-        if path.exists():
-            shutil.copyfile(path, root / path.name)
-    settings = replace(pipeline_run.settings, warehouse_path=root / source.name)
+    settings = pipeline_run.private_copy(root)
     resources = {"huaxiang": HuaxiangResource.from_settings(settings)}
     first = dg.materialize(
         [*ml_model_assets, *ml_model_checks],
