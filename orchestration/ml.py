@@ -71,7 +71,8 @@ def warehouse_rfm_population(conn, source_sql: str, batch_size: int) -> RfmPopul
         ).fetchall()
         count, whole, whole_total = conn.execute(
             f"select count(*), coalesce(bool_and(v = round(v) and abs(v) < 2 ** 53), true),"
-            f" sum(case when v = round(v) and abs(v) < 2 ** 53 then v::hugeint end) from ({ranked})"
+            f" sum(case when v = round(v) and abs(v) < 2 ** 53 then v::hugeint end)"
+            f" from (select {column} as v from ({buyers}))"
         ).fetchall()[0]
         if whole:
             total = int(whole_total or 0)
